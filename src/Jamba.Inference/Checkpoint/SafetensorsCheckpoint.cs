@@ -1,0 +1,137 @@
+using System.Text.Json;
+
+namespace Jamba.Inference.Checkpoint;
+
+/// <summary>
+/// The weights of a Hugging Face checkpoint folder: a single <c>model.safetensors</c>, or shards listed
+/// by <c>model.safetensors.index.json</c>. Every shard is memory-mapped and validated on open; tensors
+/// are looked up by their Hugging Face name.
+/// </summary>
+public sealed class SafetensorsCheckpoint : IDisposable
+{
+    /// <summary>The single-file weights name.</summary>
+    public const string SingleFileName = "model.safetensors";
+    /// <summary>The sharded-weights index name.</summary>
+    public const string IndexFileName = "model.safetensors.index.json";
+
+    private readonly List<SafetensorsFile> _files;
+    private readonly Dictionary<string, SafetensorsFile> _owner;
+
+    private SafetensorsCheckpoint(string folder, List<SafetensorsFile> files, Dictionary<string, SafetensorsFile> owner)
+    {
+        Folder = folder;
+        _files = files;
+        _owner = owner;
+    }
+
+    /// <summary>The checkpoint folder.</summary>
+    public string Folder { get; }
+
+    /// <summary>The mapped files (one, or one per shard).</summary>
+    public IReadOnlyList<SafetensorsFile> Files => _files;
+
+    /// <summary>Every tensor name in the checkpoint.</summary>
+    public IEnumerable<string> TensorNames => _owner.Keys;
+
+    /// <summary>Total bytes of tensor data.</summary>
+    public long TotalTensorBytes => _owner.Sum(kv => kv.Value.Tensors[kv.Key].ByteLength);
+
+    /// <summary>Whether the checkpoint has a tensor called <paramref name="name"/>.</summary>
+    public bool Contains(string name) => _owner.ContainsKey(name);
+
+    /// <summary>The header entry of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No such tensor.</exception>
+    public SafetensorsTensorInfo GetInfo(string name) => _owner[name].Tensors[name];
+
+    /// <summary>The file holding tensor <paramref name="name"/>.</summary>
+    public SafetensorsFile FileOf(string name) => _owner[name];
+
+    /// <summary>Opens the weights of a checkpoint folder (sharded when an index is present).</summary>
+    /// <exception cref="JambaCheckpointException">Missing weights, a malformed index or shard, or a shard path outside the folder.</exception>
+    public static SafetensorsCheckpoint Open(string folder)
+    {
+        folder = Path.GetFullPath(folder);
+        if (!Directory.Exists(folder)) throw new JambaCheckpointException(folder, null, "checkpoint folder does not exist.");
+        string index = Path.Combine(folder, IndexFileName);
+        string single = Path.Combine(folder, SingleFileName);
+        var files = new List<SafetensorsFile>();
+        try
+        {
+            var owner = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+            if (File.Exists(index))
+            {
+                var map = ReadIndex(folder, index);
+                var byFile = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
+                foreach (var (tensor, shardPath) in map)
+                {
+                    if (!byFile.TryGetValue(shardPath, out var file))
+                    {
+                        if (!File.Exists(shardPath))
+                            throw new JambaCheckpointException(index, tensor, $"shard '{Path.GetFileName(shardPath)}' listed in the index does not exist.");
+                        file = SafetensorsFile.Open(shardPath);
+                        files.Add(file);
+                        byFile[shardPath] = file;
+                    }
+                    if (!file.Tensors.ContainsKey(tensor))
+                        throw new JambaCheckpointException(shardPath, tensor, "listed in the index for this shard, but the shard has no such tensor.");
+                    owner[tensor] = file;
+                }
+            }
+            else if (File.Exists(single))
+            {
+                var file = SafetensorsFile.Open(single);
+                files.Add(file);
+                foreach (var name in file.Tensors.Keys) owner[name] = file;
+            }
+            else
+            {
+                throw new JambaCheckpointException(folder, null, $"no weights found: expected '{SingleFileName}' or '{IndexFileName}'.");
+            }
+            return new SafetensorsCheckpoint(folder, files, owner);
+        }
+        catch
+        {
+            foreach (var f in files) f.Dispose();
+            throw;
+        }
+    }
+
+    private static List<(string Tensor, string ShardPath)> ReadIndex(string folder, string index)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllText(index));
+        }
+        catch (JsonException ex)
+        {
+            throw new JambaCheckpointException(index, null, $"not valid JSON: {ex.Message}", ex);
+        }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != JsonValueKind.Object ||
+                !doc.RootElement.TryGetProperty("weight_map", out var weightMap) || weightMap.ValueKind != JsonValueKind.Object)
+                throw new JambaCheckpointException(index, null, "expected an object with a 'weight_map' object (tensor name -> shard file).");
+            string root = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
+            var result = new List<(string, string)>();
+            foreach (var entry in weightMap.EnumerateObject())
+            {
+                if (entry.Value.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(entry.Value.GetString()))
+                    throw new JambaCheckpointException(index, entry.Name, "weight_map value must be a shard file name.");
+                string shard = entry.Value.GetString()!;
+                string full = Path.GetFullPath(Path.Combine(folder, shard));
+                if (Path.IsPathRooted(shard) || !full.StartsWith(root, StringComparison.Ordinal))
+                    throw new JambaCheckpointException(index, entry.Name, $"shard path '{shard}' leaves the checkpoint folder.");
+                result.Add((entry.Name, full));
+            }
+            return result;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var f in _files) f.Dispose();
+        _files.Clear();
+    }
+}

@@ -1,0 +1,70 @@
+using Jamba.Inference.Caching;
+using Jamba.Inference.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>
+/// Grouped-query causal self-attention with no positional embedding (Jamba's attention layers rely on
+/// the Mamba layers for position). Parameter names follow HF: <c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>.
+/// </summary>
+public sealed class JambaAttention : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>Query projection.</summary>
+    public readonly Projection q_proj;
+    /// <summary>Key projection.</summary>
+    public readonly Projection k_proj;
+    /// <summary>Value projection.</summary>
+    public readonly Projection v_proj;
+    /// <summary>Output projection.</summary>
+    public readonly Projection o_proj;
+#pragma warning restore IDE1006
+    private readonly int _layer;
+    private readonly int _heads;
+    private readonly int _kvHeads;
+    private readonly int _headDim;
+
+    /// <summary>Creates the attention mixer of decoder layer <paramref name="layer"/>.</summary>
+    public JambaAttention(JambaConfig config, int layer, ModelContext ctx) : base(nameof(JambaAttention))
+    {
+        _layer = layer;
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        q_proj = new Projection(config.HiddenSize, _heads * _headDim, false, ctx);
+        k_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx);
+        v_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx);
+        o_proj = new Projection(_heads * _headDim, config.HiddenSize, false, ctx);
+        RegisterComponents();
+    }
+
+    /// <summary>Attends the <c>L</c> new positions of <paramref name="hidden"/> (<c>[B, L, hidden]</c>) to every position so far.</summary>
+    /// <param name="hidden">Normalised input.</param>
+    /// <param name="mask">Additive mask <c>[B, 1, L, past+L]</c>, or null for plain causal attention without padding.</param>
+    /// <param name="cache">Cache that receives this layer's K/V, or null for a stateless forward.</param>
+    public Tensor Forward(Tensor hidden, Tensor? mask, HybridCache? cache)
+    {
+        using var scope = NewDisposeScope();
+        long b = hidden.shape[0], l = hidden.shape[1];
+        var q = q_proj.forward(hidden).view(b, l, _heads, _headDim).transpose(1, 2);
+        var k = k_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
+        if (cache is not null) (k, v) = cache.AppendKeyValue(_layer, k, v);
+        int groups = _heads / _kvHeads;
+        if (groups > 1)
+        {
+            k = k.repeat_interleave(groups, dim: 1);
+            v = v.repeat_interleave(groups, dim: 1);
+        }
+        // SDPA's default scale is 1/sqrt(head_dim), as HF's eager attention. Without a mask the plain
+        // causal flag is right only when queries and keys start together (no cached prefix).
+        if (mask is null && l > 1 && k.shape[2] != l)
+            throw new InvalidOperationException("A multi-token step after a cached prefix needs an explicit causal mask.");
+        bool plainCausal = mask is null;
+        var attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: plainCausal && l > 1);
+        var output = o_proj.forward(attn.transpose(1, 2).reshape(b, l, _heads * _headDim));
+        return output.MoveToOuterDisposeScope();
+    }
+}

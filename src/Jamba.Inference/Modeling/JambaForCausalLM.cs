@@ -1,0 +1,132 @@
+using Jamba.Inference.Caching;
+using Jamba.Inference.Checkpoint;
+using Jamba.Inference.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>Which positions get logits.</summary>
+public enum LogitPositions
+{
+    /// <summary>Only the last position of each row (what sampling needs).</summary>
+    Last,
+    /// <summary>Every position.</summary>
+    All,
+}
+
+/// <summary>
+/// Jamba with its language-model head (HF <c>JambaForCausalLM</c>): the <see cref="JambaModel"/> stack and
+/// <c>lm_head</c> (or the embedding matrix when <c>tie_word_embeddings</c>). A pure function of its inputs and
+/// an explicit <see cref="HybridCache"/>: no hidden state, no threads.
+/// </summary>
+public sealed class JambaForCausalLM : nn.Module
+{
+#pragma warning disable IDE1006
+    /// <summary>The decoder stack.</summary>
+    public readonly JambaModel model;
+    /// <summary>The LM head <c>[vocab, hidden]</c>; null when tied to the embedding.</summary>
+    public readonly Projection? lm_head;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the model with uninitialised parameters on the options' device and dtype.</summary>
+    public JambaForCausalLM(JambaConfig config, ModelOptions? options = null) : base(nameof(JambaForCausalLM))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        options ??= new ModelOptions();
+        Config = config;
+        DType = options.ResolveScalarType();
+        Device = options.TorchDevice;
+        Trainable = options.Trainable;
+        var ctx = new ModelContext(Device, DType, options.Trainable);
+        using (torch.no_grad())
+        {
+            model = new JambaModel(config, ctx);
+            if (!config.TieWordEmbeddings) lm_head = new Projection(config.HiddenSize, config.VocabSize, false, ctx);
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>The architecture.</summary>
+    public JambaConfig Config { get; }
+    /// <summary>Compute dtype.</summary>
+    public ScalarType DType { get; }
+    /// <summary>Device.</summary>
+    public Device Device { get; }
+    /// <summary>Whether parameters take gradients (training); inference forwards otherwise run without autograd.</summary>
+    public bool Trainable { get; }
+
+    /// <summary>Loads <c>config.json</c> and the safetensors weights of a Hugging Face checkpoint folder.</summary>
+    /// <exception cref="JambaConfigException">The configuration is invalid.</exception>
+    /// <exception cref="JambaCheckpointException">A file or tensor is malformed, missing, unexpected or mis-shaped.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; everything allocated so far is freed.</exception>
+    public static JambaForCausalLM FromPretrained(string folder, ModelOptions? options = null,
+        IProgress<LoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var config = JambaConfig.Load(folder);
+        using var checkpoint = SafetensorsCheckpoint.Open(folder);
+        var lm = new JambaForCausalLM(config, options);
+        try
+        {
+            WeightLoader.Load(lm, checkpoint, progress, cancellationToken);
+            return lm;
+        }
+        catch
+        {
+            lm.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs the model on <c>L</c> new positions and returns fp32 logits <c>[B, P, vocab]</c> for the
+    /// positions asked for (<c>P = 1</c> for <see cref="LogitPositions.Last"/>, <c>L</c> for <see cref="LogitPositions.All"/>).</summary>
+    /// <param name="inputIds">Token ids <c>[B, L]</c> (int64).</param>
+    /// <param name="attentionMask">1/0 mask over all positions so far <c>[B, past+L]</c> (left padding); null if none is padded.</param>
+    /// <param name="cache">The sequences' cache (continued and updated); null for a stateless forward.</param>
+    /// <param name="positions">Which positions get logits; the LM head runs only on those.</param>
+    /// <param name="observer">Optional observer of intermediate values.</param>
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, HybridCache? cache = null,
+        LogitPositions positions = LogitPositions.Last, IForwardObserver? observer = null)
+    {
+        ArgumentNullException.ThrowIfNull(inputIds);
+        if (inputIds.dim() != 2) throw new ArgumentException($"inputIds must be [batch, length], found {inputIds.dim()} dimensions.", nameof(inputIds));
+        using var scope = NewDisposeScope();
+        using var noGrad = Trainable ? null : torch.no_grad();
+        var hidden = model.Forward(inputIds.to(Device), attentionMask?.to(Device), cache, observer);
+        if (positions == LogitPositions.Last) hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
+        var logits = nn.functional.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight);
+        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Creates an empty cache for <paramref name="batchSize"/> sequences on this model's device and dtype.</summary>
+    public HybridCache CreateCache(int batchSize, int initialCapacity = 0) => new(Config, batchSize, DType, Device, initialCapacity);
+
+    /// <summary>Total parameters (a tied embedding counted once).</summary>
+    public long ParameterCount => parameters().Sum(p => p.numel());
+
+    /// <summary>Parameters used per token: all but the unchosen experts of each MoE layer.</summary>
+    public long ActiveParameterCount
+    {
+        get
+        {
+            long perExpert = 3L * Config.HiddenSize * Config.IntermediateSize;
+            long inactive = Enumerable.Range(0, Config.NumHiddenLayers)
+                .Where(Config.IsMoeLayer)
+                .Sum(_ => (long)(Config.NumExperts - Config.NumExpertsPerTok) * perExpert);
+            return ParameterCount - inactive;
+        }
+    }
+}
+
+/// <summary>Progress of a weight load.</summary>
+/// <param name="BytesLoaded">Tensor bytes copied so far.</param>
+/// <param name="TotalBytes">Tensor bytes to copy.</param>
+/// <param name="TensorsLoaded">Tensors copied so far.</param>
+/// <param name="TotalTensors">Tensors to copy.</param>
+/// <param name="CurrentTensor">The tensor just copied.</param>
+public readonly record struct LoadProgress(long BytesLoaded, long TotalBytes, int TensorsLoaded, int TotalTensors, string CurrentTensor)
+{
+    /// <summary>Fraction done, 0..1.</summary>
+    public double Fraction => TotalBytes == 0 ? 1 : (double)BytesLoaded / TotalBytes;
+}

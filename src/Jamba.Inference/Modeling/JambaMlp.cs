@@ -1,0 +1,38 @@
+using Jamba.Inference.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>The SwiGLU feed-forward (HF <c>JambaMLP</c>): <c>down_proj(act(gate_proj(x)) ⊙ up_proj(x))</c>. Used as a
+/// dense layer and as each expert of a <see cref="JambaSparseMoeBlock"/>.</summary>
+public sealed class JambaMlp : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006
+    /// <summary>Gate projection <c>[intermediate, hidden]</c>.</summary>
+    public readonly Projection gate_proj;
+    /// <summary>Up projection <c>[intermediate, hidden]</c>.</summary>
+    public readonly Projection up_proj;
+    /// <summary>Down projection <c>[hidden, intermediate]</c>.</summary>
+    public readonly Projection down_proj;
+#pragma warning restore IDE1006
+    private readonly string _act;
+
+    /// <summary>Creates the MLP.</summary>
+    public JambaMlp(JambaConfig config, ModelContext ctx) : base(nameof(JambaMlp))
+    {
+        gate_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx);
+        up_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx);
+        down_proj = new Projection(config.IntermediateSize, config.HiddenSize, false, ctx);
+        _act = config.HiddenAct;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var h = Activations.Apply(_act, gate_proj.forward(input)) * up_proj.forward(input);
+        return down_proj.forward(h).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,75 @@
+using TorchSharp;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>The floating-point type the model computes in.</summary>
+public enum ComputeDType
+{
+    /// <summary>bfloat16 on CUDA and on CPUs with native bf16 arithmetic (AVX512-BF16 / AMX), else float32.</summary>
+    Auto,
+    /// <summary>float32: the reference precision.</summary>
+    Float32,
+    /// <summary>bfloat16: half the memory traffic; fast where the hardware has bf16 arithmetic.</summary>
+    BFloat16,
+    /// <summary>float16.</summary>
+    Float16,
+}
+
+/// <summary>Where and how a model runs.</summary>
+public sealed class ModelOptions
+{
+    private string _device = "cpu";
+
+    /// <summary>TorchSharp device string: <c>cpu</c>, <c>cuda</c>, <c>cuda:1</c>… (default <c>cpu</c>).</summary>
+    /// <exception cref="ArgumentException">Not a device TorchSharp understands.</exception>
+    public string Device
+    {
+        get => _device;
+        set
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(value, nameof(Device));
+            string v = value.Trim().ToLowerInvariant();
+            if (!(v == "cpu" || v == "cuda" || v.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(v.AsSpan(5), out int i) && i >= 0))
+                throw new ArgumentException($"Device must be 'cpu', 'cuda' or 'cuda:N', found '{value}'.", nameof(Device));
+            _device = v;
+        }
+    }
+
+    /// <summary>Compute dtype (default <see cref="ComputeDType.Auto"/>).</summary>
+    public ComputeDType DType { get; set; } = ComputeDType.Auto;
+
+    /// <summary>Create parameters that require gradients (training). Default false.</summary>
+    public bool Trainable { get; set; }
+
+    /// <summary>The TorchSharp device.</summary>
+    public torch.Device TorchDevice => new(_device);
+
+    /// <summary>The dtype <see cref="DType"/> resolves to on <see cref="Device"/>.</summary>
+    public torch.ScalarType ResolveScalarType() => DType switch
+    {
+        ComputeDType.Float32 => torch.ScalarType.Float32,
+        ComputeDType.BFloat16 => torch.ScalarType.BFloat16,
+        ComputeDType.Float16 => torch.ScalarType.Float16,
+        _ => _device.StartsWith("cuda", StringComparison.Ordinal) || CpuFeatures.HasNativeBf16 ? torch.ScalarType.BFloat16 : torch.ScalarType.Float32,
+    };
+}
+
+/// <summary>CPU capabilities that decide defaults.</summary>
+public static class CpuFeatures
+{
+    private static readonly Lazy<bool> Bf16 = new(() =>
+    {
+        try
+        {
+            if (!OperatingSystem.IsLinux() || !File.Exists("/proc/cpuinfo")) return false;
+            foreach (var line in File.ReadLines("/proc/cpuinfo"))
+                if (line.StartsWith("flags", StringComparison.Ordinal))
+                    return line.Contains(" avx512_bf16", StringComparison.Ordinal) || line.Contains(" amx_bf16", StringComparison.Ordinal);
+        }
+        catch (IOException) { }
+        return false;
+    });
+
+    /// <summary>Whether the CPU has native bf16 arithmetic (AVX512-BF16 or AMX-BF16).</summary>
+    public static bool HasNativeBf16 => Bf16.Value;
+}

@@ -1,0 +1,57 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>A linear map <c>y = x Wᵀ (+ b)</c> whose parameters are named <c>weight</c>/<c>bias</c> as in HF's <c>nn.Linear</c>.
+/// Parameters are allocated uninitialised: they are filled from a checkpoint or by <see cref="JambaInitializer"/>.</summary>
+public sealed class Projection : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006 // HF parameter names
+    /// <summary>The weight, <c>[out_features, in_features]</c>.</summary>
+    public readonly Parameter weight;
+    /// <summary>The bias, <c>[out_features]</c>, or null.</summary>
+    public readonly Parameter? bias;
+#pragma warning restore IDE1006
+
+    /// <summary>Creates the projection.</summary>
+    public Projection(long inFeatures, long outFeatures, bool hasBias, ModelContext ctx) : base(nameof(Projection))
+    {
+        weight = ctx.NewParameter(outFeatures, inFeatures);
+        if (hasBias) bias = ctx.NewParameter(outFeatures);
+        RegisterComponents();
+    }
+
+    /// <summary>Output features.</summary>
+    public long OutFeatures => weight.shape[0];
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
+}
+
+/// <summary>Device, dtype and gradient flag shared by every module of one model while it is built.</summary>
+public sealed class ModelContext
+{
+    /// <summary>Creates a context.</summary>
+    public ModelContext(Device device, ScalarType dtype, bool trainable)
+    {
+        Device = device;
+        DType = dtype;
+        Trainable = trainable;
+    }
+
+    /// <summary>Where parameters live.</summary>
+    public Device Device { get; }
+    /// <summary>Compute dtype of parameters.</summary>
+    public ScalarType DType { get; }
+    /// <summary>Whether parameters require gradients.</summary>
+    public bool Trainable { get; }
+
+    /// <summary>An uninitialised parameter of <paramref name="shape"/> in the compute dtype.</summary>
+    public Parameter NewParameter(params long[] shape) => NewParameter(DType, shape);
+
+    /// <summary>An uninitialised parameter of <paramref name="shape"/> in <paramref name="dtype"/>.</summary>
+    public Parameter NewParameter(ScalarType dtype, params long[] shape) =>
+        new(torch.empty(shape, dtype: dtype, device: Device), requires_grad: Trainable);
+}

@@ -1,0 +1,69 @@
+using Xunit;
+using Xunit.Abstractions;
+namespace Jamba.Inference.Tests.Fixtures;
+
+/// <summary>Finds the reference-fixture roots: the repository's sibling <c>shared/fixtures</c> and every root in
+/// <c>JAMBA_EXTRA_FIXTURES</c> (separated by the path separator).</summary>
+public static class FixtureRoots
+{
+    /// <summary>The repository root (the folder holding <c>Jamba.sln</c>).</summary>
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    private static string FindRepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Jamba.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"Jamba.sln not found above {AppContext.BaseDirectory}.");
+    }
+
+    /// <summary>Every fixture root, public first.</summary>
+    public static IReadOnlyList<string> All()
+    {
+        var roots = new List<string>();
+        string shared = Path.GetFullPath(Path.Combine(RepositoryRoot, "..", "shared", "fixtures"));
+        if (Directory.Exists(shared)) roots.Add(shared);
+        foreach (var extra in (Environment.GetEnvironmentVariable("JAMBA_EXTRA_FIXTURES") ?? "")
+                     .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!Directory.Exists(extra)) throw new DirectoryNotFoundException($"JAMBA_EXTRA_FIXTURES names '{extra}', which does not exist.");
+            roots.Add(Path.GetFullPath(extra));
+        }
+        return roots;
+    }
+
+    /// <summary>Every folder under <c>&lt;root&gt;/<paramref name="kind"/>/</c> of every root (e.g. <c>models</c>).</summary>
+    public static IReadOnlyList<string> Folders(string kind) =>
+        All().Select(r => Path.Combine(r, kind)).Where(Directory.Exists)
+            .SelectMany(d => Directory.GetDirectories(d).Order(StringComparer.Ordinal)).ToList();
+
+    /// <summary>Model fixture folders (those with an <c>expected.json</c>), as xunit theory rows.</summary>
+    public static TheoryData<ModelFixtureName> ModelFixtures()
+    {
+        var data = new TheoryData<ModelFixtureName>();
+        foreach (var folder in Folders("models").Where(f => File.Exists(Path.Combine(f, "expected.json"))))
+            data.Add(new ModelFixtureName(folder));
+        return data;
+    }
+}
+
+/// <summary>A fixture folder as a theory argument, displayed by its name and root.</summary>
+public sealed class ModelFixtureName : IXunitSerializable
+{
+    /// <summary>For xunit.</summary>
+    public ModelFixtureName() { Path = ""; }
+
+    /// <summary>Wraps <paramref name="path"/>.</summary>
+    public ModelFixtureName(string path) { Path = path; }
+
+    /// <summary>The folder.</summary>
+    public string Path { get; private set; }
+
+    /// <inheritdoc />
+    public void Deserialize(IXunitSerializationInfo info) => Path = info.GetValue<string>(nameof(Path));
+
+    /// <inheritdoc />
+    public void Serialize(IXunitSerializationInfo info) => info.AddValue(nameof(Path), Path);
+
+    /// <inheritdoc />
+    public override string ToString() => $"{System.IO.Path.GetFileName(Path)} ({System.IO.Path.GetDirectoryName(System.IO.Path.GetDirectoryName(Path))})";
+}
