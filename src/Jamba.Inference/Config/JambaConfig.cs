@@ -15,7 +15,7 @@ public enum JambaMixerKind
 /// The architecture of a Jamba checkpoint, read from Hugging Face's <c>config.json</c> with the
 /// same field names and defaults as transformers' <c>JambaConfig</c>.
 /// </summary>
-public sealed class JambaConfig
+public sealed record JambaConfig
 {
     private static readonly HashSet<string> KnownActivations = new(StringComparer.Ordinal)
     {
@@ -187,6 +187,51 @@ public sealed class JambaConfig
             config.Validate();
             return config;
         }
+    }
+
+    /// <summary>Writes the configuration as a Hugging Face <c>config.json</c> (every <c>JambaConfig</c> field).</summary>
+    public string ToJson()
+    {
+        var o = new System.Text.Json.Nodes.JsonObject
+        {
+            ["architectures"] = new System.Text.Json.Nodes.JsonArray("JambaForCausalLM"),
+            ["model_type"] = "jamba",
+            ["vocab_size"] = VocabSize,
+            ["tie_word_embeddings"] = TieWordEmbeddings,
+            ["hidden_size"] = HiddenSize,
+            ["intermediate_size"] = IntermediateSize,
+            ["num_hidden_layers"] = NumHiddenLayers,
+            ["num_attention_heads"] = NumAttentionHeads,
+            ["num_key_value_heads"] = NumKeyValueHeads,
+            ["hidden_act"] = HiddenAct,
+            ["initializer_range"] = InitializerRange,
+            ["rms_norm_eps"] = RmsNormEps,
+            ["use_cache"] = UseCache,
+            ["num_logits_to_keep"] = NumLogitsToKeep,
+            ["output_router_logits"] = OutputRouterLogits,
+            ["router_aux_loss_coef"] = RouterAuxLossCoef,
+            ["pad_token_id"] = PadTokenId,
+            ["bos_token_id"] = BosTokenId,
+            ["eos_token_id"] = EosTokenIds.Count == 1 ? System.Text.Json.Nodes.JsonValue.Create(EosTokenIds[0]) : new System.Text.Json.Nodes.JsonArray(EosTokenIds.Select(e => (System.Text.Json.Nodes.JsonNode?)e).ToArray()),
+            ["sliding_window"] = SlidingWindow,
+            ["max_position_embeddings"] = MaxPositionEmbeddings,
+            ["attention_dropout"] = AttentionDropout,
+            ["num_experts_per_tok"] = NumExpertsPerTok,
+            ["num_experts"] = NumExperts,
+            ["expert_layer_period"] = ExpertLayerPeriod,
+            ["expert_layer_offset"] = ExpertLayerOffset,
+            ["attn_layer_period"] = AttnLayerPeriod,
+            ["attn_layer_offset"] = AttnLayerOffset,
+            ["use_mamba_kernels"] = UseMambaKernels,
+            ["mamba_d_state"] = MambaDState,
+            ["mamba_d_conv"] = MambaDConv,
+            ["mamba_expand"] = MambaExpand,
+            ["mamba_dt_rank"] = MambaDtRank,
+            ["mamba_conv_bias"] = MambaConvBias,
+            ["mamba_proj_bias"] = MambaProjBias,
+            ["torch_dtype"] = TorchDtype ?? "float32",
+        };
+        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
     /// <summary>Checks every rule transformers and this implementation rely on.</summary>
