@@ -274,6 +274,71 @@ internal sealed class HfBpeModel : TokenizerModel
         }
     }
 
+    /// <summary>
+    /// Converts a SentencePiece BPE model the way transformers' <c>LlamaConverter</c> does when a
+    /// checkpoint has only <c>tokenizer.model</c>: vocabulary in id order, merges from
+    /// <c>SentencePieceExtractor</c> (every split of a piece into two vocabulary pieces, ordered by the
+    /// piece's score), byte fallback, CONTROL pieces as special added tokens and USER_DEFINED ones as
+    /// added tokens; <paramref name="legacy"/> selects the Prepend+Replace normalizer (every segment
+    /// between added tokens gets the dummy prefix) or the Metaspace pre-tokenizer with
+    /// <c>prepend_scheme</c> "first".
+    /// </summary>
+    public static HfBpeModel FromSentencePiece(SentencePieceModelProto proto, bool legacy, string file)
+    {
+        if (proto.ModelType != 2)
+            throw new JambaTokenizerException(file, $"SentencePiece model_type {proto.ModelType} is not supported (only BPE, type 2)");
+        if (proto.TreatWhitespaceAsSuffix)
+            throw new JambaTokenizerException(file, "treat_whitespace_as_suffix is not supported");
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int i = 0; i < proto.Pieces.Count; i++) vocab.TryAdd(proto.Pieces[i].Piece, i);
+
+        var merges = new List<(int L, int R, int New, float Score)>();
+        var local = new List<(int L, int R, int New, float Score)>();
+        for (int i = 0; i < proto.Pieces.Count; i++)
+        {
+            var (piece, score, _) = proto.Pieces[i];
+            local.Clear();
+            for (int k = 1; k < piece.Length; k++)
+            {
+                if (char.IsLowSurrogate(piece[k])) continue; // split between Unicode scalars only
+                if (vocab.TryGetValue(piece[..k], out int l) && vocab.TryGetValue(piece[k..], out int r)) local.Add((l, r, vocab[piece], score));
+            }
+            local.Sort((a, b) => a.L != b.L ? a.L.CompareTo(b.L) : a.R.CompareTo(b.R));
+            merges.AddRange(local);
+        }
+        // Python's sorted(..., reverse=True) is stable: equal scores keep their order.
+        var ordered = merges.Select((m, idx) => (m, idx)).OrderByDescending(x => x.m.Score).ThenBy(x => x.idx).Select(x => x.m).ToList();
+        var mergeMap = new Dictionary<long, (int, int)>();
+        for (int rank = 0; rank < ordered.Count; rank++) mergeMap.TryAdd(Key(ordered[rank].L, ordered[rank].R), (rank, ordered[rank].New));
+
+        int? unk = proto.UnkId >= 0 && proto.UnkId < proto.Pieces.Count ? proto.UnkId : null;
+        var decoder = new DecoderSpec { ByteFallback = proto.ByteFallback, StripStart = proto.AddDummyPrefix ? 1 : 0 };
+        decoder.Replacements.Add(("\u2581", " "));
+        var model = new HfBpeModel(vocab, mergeMap, unk, fuseUnk: true, proto.ByteFallback, ignoreMerges: false, decoder);
+
+        if (proto.RemoveExtraWhitespaces)
+            model._normalizers.Add((s, _) => string.Join(' ', s.Split(' ', StringSplitOptions.RemoveEmptyEntries)));
+        if (legacy)
+        {
+            if (proto.AddDummyPrefix) model._normalizers.Add((s, _) => s.Length == 0 ? s : "\u2581" + s);
+            if (proto.EscapeWhitespaces) model._normalizers.Add((s, _) => s.Replace(' ', '\u2581'));
+        }
+        else
+        {
+            model._metaspace.Add(new MetaspaceSpec(proto.EscapeWhitespaces ? "\u2581" : " ", proto.AddDummyPrefix ? "first" : "never", Split: false));
+        }
+
+        for (int i = 0; i < proto.Pieces.Count; i++)
+        {
+            var p = proto.Pieces[i];
+            if (p.Type is SentencePieceType.Control or SentencePieceType.UserDefined or SentencePieceType.Unknown)
+                model.AddedTokens.Add(new AddedTokenSpec(i, p.Piece, Special: p.Type != SentencePieceType.UserDefined));
+        }
+        if (proto.BosId >= 0 && proto.BosId < proto.Pieces.Count) model.TemplatePrefix.Add(proto.BosId);
+        model.HasTemplate = true;
+        return model;
+    }
+
     private void ParseNormalizer(JsonElement n, string file)
     {
         string type = GetString(n, "type") ?? "";

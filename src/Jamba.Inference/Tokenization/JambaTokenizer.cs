@@ -7,7 +7,7 @@ public enum JambaTokenizerSource
 {
     /// <summary>Hugging Face <c>tokenizer.json</c> (the "fast" tokenizer).</summary>
     TokenizerJson,
-    /// <summary>SentencePiece <c>tokenizer.model</c>, encoded by Microsoft.ML.Tokenizers.</summary>
+    /// <summary>SentencePiece <c>tokenizer.model</c> (BPE), converted as transformers' <c>LlamaConverter</c> does.</summary>
     SentencePieceModel,
 }
 
@@ -180,21 +180,21 @@ public sealed class JambaTokenizer
 
     private static JambaTokenizer FromSentencePiece(byte[] bytes, TokenizerConfigInfo cfg, IEnumerable<int> extraEos, string file)
     {
-        var model = new SentencePieceModel(bytes, cfg.Legacy ?? true, file);
-        var proto = model.Proto;
-        // As LlamaConverter: CONTROL pieces become special added tokens, USER_DEFINED ones non-special added tokens.
-        var added = new List<AddedTokenSpec>();
-        for (int i = 0; i < proto.Pieces.Count; i++)
+        SentencePieceModelProto proto;
+        try
         {
-            var p = proto.Pieces[i];
-            if (p.Type is SentencePieceType.Control or SentencePieceType.UserDefined or SentencePieceType.Unknown)
-                added.Add(new AddedTokenSpec(i, p.Piece, Special: p.Type != SentencePieceType.UserDefined));
+            proto = SentencePieceModelProto.Parse(bytes);
         }
+        catch (FormatException e)
+        {
+            throw new JambaTokenizerException(file, "not a SentencePiece model: " + e.Message, e);
+        }
+        if (proto.Pieces.Count == 0) throw new JambaTokenizerException(file, "the SentencePiece model has no pieces");
+        var model = HfBpeModel.FromSentencePiece(proto, cfg.Legacy ?? true, file);
         int? Valid(int id) => id >= 0 && id < proto.Pieces.Count ? id : null;
         int? bos = Valid(proto.BosId), eos = Valid(proto.EosId);
-        return new JambaTokenizer(model, JambaTokenizerSource.SentencePieceModel, added, cfg,
-            bos is int b ? new[] { b } : Array.Empty<int>(), Array.Empty<int>(),
-            bos, eos, Valid(proto.PadId), Valid(proto.UnkId), extraEos);
+        return new JambaTokenizer(model, JambaTokenizerSource.SentencePieceModel, model.AddedTokens, cfg,
+            model.TemplatePrefix, Array.Empty<int>(), bos, eos, Valid(proto.PadId), Valid(proto.UnkId), extraEos);
     }
 
     /// <summary>
