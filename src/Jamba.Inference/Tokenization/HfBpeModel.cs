@@ -61,6 +61,9 @@ internal sealed class HfBpeModel : TokenizerModel
     /// <summary>Whether a post-processor was found (so that <see cref="TemplatePrefix"/> is meaningful).</summary>
     public bool HasTemplate { get; private set; }
 
+    /// <summary>The id of the model's <c>unk_token</c>, if any.</summary>
+    public int? UnkId => _unkId;
+
     public override bool TryGetId(string token, out int id) => _vocab.TryGetValue(token, out id);
 
     public override void EncodeSegment(string segment, bool atTextStart, List<int> ids)

@@ -170,12 +170,11 @@ public sealed class JambaTokenizer
     private static JambaTokenizer FromTokenizerJson(string text, TokenizerConfigInfo cfg, IEnumerable<int> extraEos, string file)
     {
         var model = HfBpeModel.Load(text, file);
-        int? unk = null;
         return new JambaTokenizer(model, JambaTokenizerSource.TokenizerJson, model.AddedTokens, cfg,
             model.TemplatePrefix, model.TemplateSuffix,
             model.HasTemplate && model.TemplatePrefix.Count == 1 ? model.TemplatePrefix[0] : null,
             model.HasTemplate && model.TemplateSuffix.Count == 1 ? model.TemplateSuffix[0] : null,
-            null, unk, extraEos);
+            null, model.UnkId, extraEos);
     }
 
     private static JambaTokenizer FromSentencePiece(byte[] bytes, TokenizerConfigInfo cfg, IEnumerable<int> extraEos, string file)
