@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Jamba.Inference.Tokenization;
 
 /// <summary>A token that is matched as a whole in the input text before the model sees it (HF <c>AddedToken</c>).</summary>
@@ -22,14 +20,6 @@ internal sealed class DecoderSpec
     public bool MetaspaceDropFirst { get; set; }
     /// <summary>No decoder at all: tokens are joined with single spaces, as Hugging Face does.</summary>
     public bool JoinWithSpaces { get; set; }
-
-    /// <summary>The decoder of a SentencePiece model converted the way transformers' LlamaConverter does.</summary>
-    public static DecoderSpec SentencePiece(bool byteFallback, bool addDummyPrefix)
-    {
-        var d = new DecoderSpec { ByteFallback = byteFallback, StripStart = addDummyPrefix ? 1 : 0 };
-        d.Replacements.Add(("\u2581", " "));
-        return d;
-    }
 }
 
 /// <summary>The model behind a tokenizer: encodes one piece of text that contains no added tokens.</summary>
@@ -120,16 +110,4 @@ internal sealed class AddedTokenMatcher
         bool after = end >= text.Length || !char.IsLetterOrDigit(text[end]) && text[end] != '_';
         return before && after;
     }
-}
-
-/// <summary>Small helpers shared by the loaders.</summary>
-internal static class TokenizerText
-{
-    /// <summary>Unicode scalar values of <paramref name="s"/> as strings (surrogate pairs kept together).</summary>
-    public static IEnumerable<string> Scalars(string s)
-    {
-        foreach (var r in s.EnumerateRunes()) yield return r.ToString();
-    }
-
-    public static byte[] Utf8(string s) => Encoding.UTF8.GetBytes(s);
 }
