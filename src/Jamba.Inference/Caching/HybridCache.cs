@@ -10,7 +10,7 @@ namespace Jamba.Inference.Caching;
 /// step) and, for the Mamba layers, the convolution window (the last <c>d_conv − 1</c> inputs) and the
 /// SSM state (fp32). Owns its tensors; dispose it when the sequences are done.
 /// </summary>
-public sealed class HybridCache : IDisposable
+public sealed class HybridCache : IHybridCacheView, IDisposable
 {
     /// <summary>Tokens added to the K/V capacity whenever it runs out.</summary>
     public const int DefaultBlockTokens = 256;
@@ -115,8 +115,38 @@ public sealed class HybridCache : IDisposable
     /// <summary>The SSM state of Mamba layer <paramref name="layer"/>, <c>[B, d_inner, d_state]</c> fp32.</summary>
     internal Tensor SsmState(int layer) => _ssm[layer] ?? throw new InvalidOperationException($"Layer {layer} is not a Mamba layer.");
 
-    /// <summary>Marks <paramref name="tokens"/> more positions processed (called once per forward, after every layer ran).</summary>
-    internal void Advance(int tokens) => Length += tokens;
+    /// <inheritdoc />
+    public void Advance(int tokens) => Length += tokens;
+
+    /// <inheritdoc />
+    public (Tensor Conv, Tensor Ssm) MambaStates(int layer) => (ConvState(layer), SsmState(layer));
+
+    /// <inheritdoc />
+    public void CommitMamba(int layer, Tensor conv, Tensor ssm)
+    {
+        if (!ReferenceEquals(conv, _conv[layer])) ConvState(layer).copy_(conv);
+        if (!ReferenceEquals(ssm, _ssm[layer])) SsmState(layer).copy_(ssm);
+    }
+
+    /// <inheritdoc />
+    public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        long l = q.shape[2];
+        int past = Length;
+        (k, v) = AppendKeyValue(layer, k, v);
+        int groups = (int)(q.shape[1] / k.shape[1]);
+        if (groups > 1)
+        {
+            k = k.repeat_interleave(groups, dim: 1);
+            v = v.repeat_interleave(groups, dim: 1);
+        }
+        // Without padding the mask is plain causal; after a cached prefix it must be offset by the prefix length.
+        if (mask is null && l > 1 && past > 0)
+            mask = Modeling.JambaModel.BuildMasks(null, past, l, q.dtype, q.device).Attention;
+        bool causal = mask is null && l > 1;
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: causal).MoveToOuterDisposeScope();
+    }
 
     /// <summary>Grows every K/V buffer to hold at least <paramref name="tokens"/> positions (rounded up to whole blocks).</summary>
     public void EnsureCapacity(int tokens)
@@ -142,6 +172,76 @@ public sealed class HybridCache : IDisposable
             old.Dispose();
         }
         return fresh.DetachFromDisposeScope();
+    }
+
+    /// <summary>An independent copy of this cache (K/V up to <see cref="Length"/>, conv windows and SSM states), with room
+    /// for <paramref name="extraCapacity"/> more positions. The constant-size Mamba state makes this cheap.</summary>
+    public HybridCache Clone(int extraCapacity = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var copy = new HybridCache(Config, BatchSize, DType, Device, 0, _blockTokens);
+        copy.EnsureCapacity(Math.Max(1, Length + extraCapacity));
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            if (_keys[i] is { } k && Length > 0)
+            {
+                copy._keys[i]!.narrow(2, 0, Length).copy_(k.narrow(2, 0, Length));
+                copy._values[i]!.narrow(2, 0, Length).copy_(_values[i]!.narrow(2, 0, Length));
+            }
+            if (_conv[i] is { } c)
+            {
+                copy._conv[i]!.copy_(c);
+                copy._ssm[i]!.copy_(_ssm[i]!);
+            }
+        }
+        copy.Length = Length;
+        return copy;
+    }
+
+    /// <summary>The state tensors in a fixed order (name, tensor view of the used part), for serialisation.</summary>
+    internal IEnumerable<(string Name, Tensor Value)> StateTensors()
+    {
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            if (_keys[i] is { } k)
+            {
+                yield return ($"layers.{i}.keys", k.narrow(2, 0, Length));
+                yield return ($"layers.{i}.values", _values[i]!.narrow(2, 0, Length));
+            }
+            else if (Config.MixerKind(i) == JambaMixerKind.Attention)
+            {
+                yield return ($"layers.{i}.keys", torch.zeros([BatchSize, Config.NumKeyValueHeads, 0, Config.HeadDim], dtype: DType, device: Device));
+                yield return ($"layers.{i}.values", torch.zeros([BatchSize, Config.NumKeyValueHeads, 0, Config.HeadDim], dtype: DType, device: Device));
+            }
+            if (_conv[i] is { } c)
+            {
+                yield return ($"layers.{i}.conv", c);
+                yield return ($"layers.{i}.ssm", _ssm[i]!);
+            }
+        }
+    }
+
+    /// <summary>Restores state written by <see cref="StateTensors"/> into an empty cache for <paramref name="length"/> positions.</summary>
+    internal void Restore(int length, Func<string, long[], ScalarType, Tensor> read)
+    {
+        EnsureCapacity(Math.Max(1, length));
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < _keys.Length; i++)
+        {
+            if (Config.MixerKind(i) == JambaMixerKind.Attention)
+            {
+                long[] shape = [BatchSize, Config.NumKeyValueHeads, length, Config.HeadDim];
+                using (var k = read($"layers.{i}.keys", shape, DType)) _keys[i]!.narrow(2, 0, length).copy_(k);
+                using (var v = read($"layers.{i}.values", shape, DType)) _values[i]!.narrow(2, 0, length).copy_(v);
+            }
+            else
+            {
+                using (var c = read($"layers.{i}.conv", _conv[i]!.shape, DType)) _conv[i]!.copy_(c);
+                using (var h = read($"layers.{i}.ssm", _ssm[i]!.shape, ScalarType.Float32)) _ssm[i]!.copy_(h);
+            }
+        }
+        Length = length;
     }
 
     /// <inheritdoc />

@@ -43,27 +43,30 @@ public sealed class JambaAttention : nn.Module
     /// <summary>Attends the <c>L</c> new positions of <paramref name="hidden"/> (<c>[B, L, hidden]</c>) to every position so far.</summary>
     /// <param name="hidden">Normalised input.</param>
     /// <param name="mask">Additive mask <c>[B, 1, L, past+L]</c>, or null for plain causal attention without padding.</param>
-    /// <param name="cache">Cache that receives this layer's K/V, or null for a stateless forward.</param>
-    public Tensor Forward(Tensor hidden, Tensor? mask, HybridCache? cache)
+    /// <param name="cache">Caches that receive this layer's K/V, or null for a stateless forward.</param>
+    public Tensor Forward(Tensor hidden, Tensor? mask, IHybridCacheView? cache)
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], l = hidden.shape[1];
         var q = q_proj.forward(hidden).view(b, l, _heads, _headDim).transpose(1, 2);
         var k = k_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
         var v = v_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
-        if (cache is not null) (k, v) = cache.AppendKeyValue(_layer, k, v);
-        int groups = _heads / _kvHeads;
-        if (groups > 1)
+        Tensor attn;
+        if (cache is not null)
         {
-            k = k.repeat_interleave(groups, dim: 1);
-            v = v.repeat_interleave(groups, dim: 1);
+            attn = cache.Attend(_layer, q, k, v, mask);
         }
-        // SDPA's default scale is 1/sqrt(head_dim), as HF's eager attention. Without a mask the plain
-        // causal flag is right only when queries and keys start together (no cached prefix).
-        if (mask is null && l > 1 && k.shape[2] != l)
-            throw new InvalidOperationException("A multi-token step after a cached prefix needs an explicit causal mask.");
-        bool plainCausal = mask is null;
-        var attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: plainCausal && l > 1);
+        else
+        {
+            int groups = _heads / _kvHeads;
+            if (groups > 1)
+            {
+                k = k.repeat_interleave(groups, dim: 1);
+                v = v.repeat_interleave(groups, dim: 1);
+            }
+            // SDPA's default scale is 1/sqrt(head_dim), as HF's eager attention.
+            attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: mask is null && l > 1);
+        }
         var output = o_proj.forward(attn.transpose(1, 2).reshape(b, l, _heads * _headDim));
         return output.MoveToOuterDisposeScope();
     }

@@ -44,7 +44,7 @@ public sealed class JambaDecoderLayer : nn.Module
     public JambaMixerKind Kind { get; }
 
     /// <summary>Runs the block on the new positions.</summary>
-    public Tensor Forward(Tensor hidden, ForwardMasks masks, HybridCache? cache)
+    public Tensor Forward(Tensor hidden, ForwardMasks masks, IHybridCacheView? cache)
     {
         using var scope = NewDisposeScope();
         var normed = input_layernorm.forward(hidden);

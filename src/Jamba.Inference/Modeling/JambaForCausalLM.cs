@@ -83,10 +83,11 @@ public sealed class JambaForCausalLM : nn.Module
     /// positions asked for (<c>P = 1</c> for <see cref="LogitPositions.Last"/>, <c>L</c> for <see cref="LogitPositions.All"/>).</summary>
     /// <param name="inputIds">Token ids <c>[B, L]</c> (int64).</param>
     /// <param name="attentionMask">1/0 mask over all positions so far <c>[B, past+L]</c> (left padding); null if none is padded.</param>
-    /// <param name="cache">The sequences' cache (continued and updated); null for a stateless forward.</param>
+    /// <param name="cache">The rows' cache (continued and updated): a <see cref="HybridCache"/> for rows that advance together,
+    /// a <see cref="CacheBatch"/> for independent sequences at different lengths; null for a stateless forward.</param>
     /// <param name="positions">Which positions get logits; the LM head runs only on those.</param>
     /// <param name="observer">Optional observer of intermediate values.</param>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, HybridCache? cache = null,
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, IHybridCacheView? cache = null,
         LogitPositions positions = LogitPositions.Last, IForwardObserver? observer = null)
     {
         ArgumentNullException.ThrowIfNull(inputIds);

@@ -93,7 +93,7 @@ public sealed class JambaMambaMixer : nn.Module
     /// <param name="hidden">Normalised input.</param>
     /// <param name="positionMask">1/0 mask of the new positions, <c>[B, L]</c> in the compute dtype, or null when nothing is padded.</param>
     /// <param name="cache">Holds the conv window and SSM state to continue from and updates them; null starts from zeros.</param>
-    public Tensor Forward(Tensor hidden, Tensor? positionMask, HybridCache? cache)
+    public Tensor Forward(Tensor hidden, Tensor? positionMask, IHybridCacheView? cache)
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], l = hidden.shape[1];
@@ -106,7 +106,9 @@ public sealed class JambaMambaMixer : nn.Module
 
         // Causal conv over [previous d_conv−1 inputs | new inputs]; the window carries over between calls,
         // so a prompt fed in chunks of any size gives the same result as one forward.
-        var window = cache?.ConvState(_layer) ?? torch.zeros([b, _dInner, _dConv - 1], dtype: dtype, device: hidden.device);
+        var (window, state) = cache is not null
+            ? cache.MambaStates(_layer)
+            : (torch.zeros([b, _dInner, _dConv - 1], dtype: dtype, device: hidden.device), torch.zeros([b, _dInner, _dState], dtype: ScalarType.Float32, device: hidden.device));
         var full = torch.cat([window.to(dtype), x], dim: 2);                    // [B, d_inner, d_conv−1+L]
         if (cache is not null) window.copy_(full.narrow(2, full.shape[2] - (_dConv - 1), _dConv - 1));
         x = Activations.Apply(_act, conv1d.Forward(full));                        // [B, d_inner, L]
@@ -119,8 +121,8 @@ public sealed class JambaMambaMixer : nn.Module
         var delta = nn.functional.softplus(dt_proj.forward(dt)).transpose(1, 2); // [B, d_inner, L]
         var a = -torch.exp(A_log.to(ScalarType.Float32));
 
-        var state = cache?.SsmState(_layer) ?? torch.zeros([b, _dInner, _dState], dtype: ScalarType.Float32, device: hidden.device);
         var y = SelectiveScan.Run(x, delta, a, bMat, cMat, D, state).to(dtype);  // [B, d_inner, L]
+        cache?.CommitMamba(_layer, window, state);
         y = y * Activations.Apply(_act, gate);
         var output = out_proj.forward(y.transpose(1, 2));
         return output.MoveToOuterDisposeScope();

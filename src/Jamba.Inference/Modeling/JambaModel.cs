@@ -57,19 +57,22 @@ public sealed class JambaModel : nn.Module
     /// <param name="attentionMask">1/0 mask over every position so far (<c>[B, past+L]</c>); null when nothing is padded.</param>
     /// <param name="cache">Continues from and updates this cache; null for a stateless forward from position 0.</param>
     /// <param name="observer">Optional observer of intermediate values.</param>
-    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, HybridCache? cache, IForwardObserver? observer = null)
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask, IHybridCacheView? cache, IForwardObserver? observer = null)
     {
         using var scope = NewDisposeScope();
         long b = inputIds.shape[0], l = inputIds.shape[1];
-        int past = cache?.Length ?? 0;
         if (cache is not null && cache.BatchSize != b)
             throw new ArgumentException($"The cache holds {cache.BatchSize} sequences but the input has {b} rows.", nameof(cache));
+        if (cache is CacheBatch && attentionMask is not null)
+            throw new ArgumentException("Rows of a CacheBatch are never padded; pass no attention mask.", nameof(attentionMask));
+        // A padded batch advances together in one HybridCache; a CacheBatch masks each row itself.
+        int past = (cache as HybridCache)?.Length ?? 0;
         if (attentionMask is not null && (attentionMask.shape[0] != b || attentionMask.shape[1] != past + l))
             throw new ArgumentException($"attentionMask must be [{b}, {past + l}] (past {past} + new {l}), found [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
 
         var hidden = embed_tokens.forward(inputIds);
         observer?.OnEmbeddings(hidden);
-        var masks = BuildMasks(attentionMask, past, l, hidden.dtype, hidden.device);
+        var masks = cache is CacheBatch ? new ForwardMasks(null, null) : BuildMasks(attentionMask, past, l, hidden.dtype, hidden.device);
         foreach (var layer in layers)
         {
             if (observer is not null && layer.feed_forward is JambaSparseMoeBlock moe)

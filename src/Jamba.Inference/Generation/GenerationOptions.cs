@@ -1,0 +1,127 @@
+namespace Jamba.Inference.Generation;
+
+/// <summary>
+/// How to continue a prompt: length, sampling, penalties, stops. Defaults give plain sampling at
+/// temperature 1; <see cref="Temperature"/> 0 is greedy decoding. <see cref="Validate"/> checks every range.
+/// </summary>
+public sealed class GenerationOptions
+{
+    /// <summary>Most tokens to generate (1…1,048,576; default 256).</summary>
+    public int MaxNewTokens { get; set; } = 256;
+    /// <summary>Softmax temperature (0 = greedy; 0…100; default 1).</summary>
+    public float Temperature { get; set; } = 1f;
+    /// <summary>Keep only the <c>k</c> most likely tokens (0 = off; ≥ 0; default 0).</summary>
+    public int TopK { get; set; }
+    /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability reaches <c>p</c> (0 &lt; p ≤ 1; default 1 = off).</summary>
+    public float TopP { get; set; } = 1f;
+    /// <summary>Drop tokens less likely than <c>min_p × p(max)</c> (0…1; default 0 = off).</summary>
+    public float MinP { get; set; }
+    /// <summary>HF repetition penalty over prompt and output tokens (&gt; 0, at most 10; 1 = off).</summary>
+    public float RepetitionPenalty { get; set; } = 1f;
+    /// <summary>OpenAI presence penalty over output tokens (−2…2; default 0).</summary>
+    public float PresencePenalty { get; set; }
+    /// <summary>OpenAI frequency penalty over output tokens (−2…2; default 0).</summary>
+    public float FrequencyPenalty { get; set; }
+    /// <summary>Random seed: the same seed, prompt and options give the same output. Null draws one.</summary>
+    public long? Seed { get; set; }
+    /// <summary>Texts that end generation when they appear in the output (matched on decoded text, even across
+    /// tokens; never emitted). At most 16, each non-empty.</summary>
+    public IList<string> StopSequences { get; set; } = new List<string>();
+    /// <summary>Extra token ids that end generation (besides the model's EOS ids).</summary>
+    public IList<int> StopTokenIds { get; set; } = new List<int>();
+    /// <summary>Keep generating through EOS tokens (benchmarks). Default false.</summary>
+    public bool IgnoreEos { get; set; }
+    /// <summary>Report the log-probability of each generated token. Default false.</summary>
+    public bool LogProbs { get; set; }
+    /// <summary>With <see cref="LogProbs"/>, also report this many most likely alternatives (0…20).</summary>
+    public int TopLogProbs { get; set; }
+    /// <summary>Keep special tokens (e.g. <c>&lt;tool_calls&gt;</c>) in the text. Default true: the chat layer needs them.</summary>
+    public bool IncludeSpecialTokensInText { get; set; } = true;
+
+    /// <summary>Whether decoding is greedy.</summary>
+    public bool IsGreedy => Temperature == 0f || TopK == 1;
+
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentException">Names the option and the allowed range.</exception>
+    public void Validate()
+    {
+        static void Check(bool ok, string name, string range, object value)
+        {
+            if (!ok) throw new ArgumentException($"{name} must be {range}; found {value}.", name);
+        }
+        Check(MaxNewTokens is >= 1 and <= 1 << 20, nameof(MaxNewTokens), "between 1 and 1048576", MaxNewTokens);
+        Check(float.IsFinite(Temperature) && Temperature is >= 0f and <= 100f, nameof(Temperature), "between 0 and 100 (0 = greedy)", Temperature);
+        Check(TopK >= 0, nameof(TopK), "0 (off) or positive", TopK);
+        Check(float.IsFinite(TopP) && TopP > 0f && TopP <= 1f, nameof(TopP), "in (0, 1]", TopP);
+        Check(float.IsFinite(MinP) && MinP is >= 0f and <= 1f, nameof(MinP), "in [0, 1]", MinP);
+        Check(float.IsFinite(RepetitionPenalty) && RepetitionPenalty > 0f && RepetitionPenalty <= 10f, nameof(RepetitionPenalty), "in (0, 10] (1 = off)", RepetitionPenalty);
+        Check(float.IsFinite(PresencePenalty) && PresencePenalty is >= -2f and <= 2f, nameof(PresencePenalty), "in [-2, 2]", PresencePenalty);
+        Check(float.IsFinite(FrequencyPenalty) && FrequencyPenalty is >= -2f and <= 2f, nameof(FrequencyPenalty), "in [-2, 2]", FrequencyPenalty);
+        Check(TopLogProbs is >= 0 and <= 20, nameof(TopLogProbs), "between 0 and 20", TopLogProbs);
+        ArgumentNullException.ThrowIfNull(StopSequences, nameof(StopSequences));
+        ArgumentNullException.ThrowIfNull(StopTokenIds, nameof(StopTokenIds));
+        Check(StopSequences.Count <= 16, nameof(StopSequences), "at most 16 entries", StopSequences.Count);
+        Check(StopSequences.All(s => !string.IsNullOrEmpty(s)), nameof(StopSequences), "non-empty strings", "an empty entry");
+        Check(StopTokenIds.All(t => t >= 0), nameof(StopTokenIds), "non-negative token ids", string.Join(",", StopTokenIds));
+    }
+
+    /// <summary>A deep copy (the engine keeps its own; callers may change theirs).</summary>
+    public GenerationOptions Clone()
+    {
+        var c = (GenerationOptions)MemberwiseClone();
+        c.StopSequences = new List<string>(StopSequences);
+        c.StopTokenIds = new List<int>(StopTokenIds);
+        return c;
+    }
+}
+
+/// <summary>Why generation ended.</summary>
+public enum FinishReason
+{
+    /// <summary>An EOS token, stop token or stop sequence.</summary>
+    Stop,
+    /// <summary><see cref="GenerationOptions.MaxNewTokens"/> or the context limit was reached.</summary>
+    Length,
+    /// <summary>The caller cancelled.</summary>
+    Cancelled,
+}
+
+/// <summary>Token counts of one generation.</summary>
+/// <param name="PromptTokens">Tokens in the prompt.</param>
+/// <param name="CompletionTokens">Tokens generated (including a final EOS/stop token).</param>
+/// <param name="CachedPromptTokens">Prompt tokens whose state came from a snapshot instead of being prefilled.</param>
+public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int CachedPromptTokens = 0)
+{
+    /// <summary>Prompt plus completion.</summary>
+    public int TotalTokens => PromptTokens + CompletionTokens;
+}
+
+/// <summary>The log-probability of one token.</summary>
+/// <param name="TokenId">The token.</param>
+/// <param name="LogProb">Natural log of its probability under the model.</param>
+public readonly record struct TokenLogProb(int TokenId, float LogProb);
+
+/// <summary>
+/// One streamed piece of a generation: a generated token and the text it completes (possibly empty when
+/// the text is held back, e.g. half a UTF-8 character or a possible stop sequence). The last update has
+/// <see cref="FinishReason"/> and <see cref="Usage"/> set.
+/// </summary>
+public sealed record GenerationUpdate
+{
+    /// <summary>The generated token, or null on a final update that only flushes text.</summary>
+    public int? TokenId { get; init; }
+    /// <summary>New text (never contains a stop sequence, never broken UTF-8).</summary>
+    public string Text { get; init; } = "";
+    /// <summary>Log-probability of <see cref="TokenId"/>, when requested.</summary>
+    public float? LogProb { get; init; }
+    /// <summary>Most likely alternatives at this step, when requested.</summary>
+    public IReadOnlyList<TokenLogProb>? TopLogProbs { get; init; }
+    /// <summary>Set on the last update.</summary>
+    public FinishReason? FinishReason { get; init; }
+    /// <summary>Set on the last update.</summary>
+    public GenerationUsage? Usage { get; init; }
+    /// <summary>Seconds spent prefilling the prompt (last update only).</summary>
+    public double? PrefillSeconds { get; init; }
+    /// <summary>Seconds from the first to the last generated token (last update only).</summary>
+    public double? DecodeSeconds { get; init; }
+}
