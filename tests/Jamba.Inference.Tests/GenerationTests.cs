@@ -144,7 +144,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
         using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16 });
         var prompts = fx.Batch2.InputIds.Select((r, b) => r[fx.Batch2.Sequences[b].NumPad..].Select(t => (int)t).ToArray()).ToArray();
         var greedy = new GenerationOptions { Temperature = 0, MaxNewTokens = fx.MaxNewTokens, IgnoreEos = true };
-        long baseline = torch.Tensor.TotalCount;
+        long baseline = EngineTests.LiveTensors();
         foreach (var concurrent in new[] { false, true })
         {
             var tasks = new List<Task<GenerationResult>>();
@@ -163,7 +163,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
             }
         }
         await WaitIdle(engine);
-        Assert.Equal(baseline, torch.Tensor.TotalCount);
+        Assert.Equal(baseline, EngineTests.LiveTensors());
     }
 
     [Fact]

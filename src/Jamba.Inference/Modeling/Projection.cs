@@ -52,6 +52,17 @@ public sealed class ModelContext
     public Parameter NewParameter(params long[] shape) => NewParameter(DType, shape);
 
     /// <summary>An uninitialised parameter of <paramref name="shape"/> in <paramref name="dtype"/>.</summary>
-    public Parameter NewParameter(ScalarType dtype, params long[] shape) =>
-        new(torch.empty(shape, dtype: dtype, device: Device), requires_grad: Trainable);
+    public Parameter NewParameter(ScalarType dtype, params long[] shape)
+    {
+        using var data = torch.empty(shape, dtype: dtype, device: Device);
+        Interlocked.Increment(ref _parametersCreated);
+        return new Parameter(data, requires_grad: Trainable);
+    }
+
+    private static long _parametersCreated;
+
+    /// <summary>Parameters created so far in this process. TorchSharp's <c>Parameter(Tensor)</c> moves the native handle out
+    /// of the source tensor without decrementing <c>torch.Tensor.TotalCount</c>, so that counter drifts up by one per
+    /// parameter ever created (no memory is held); leak checks subtract this.</summary>
+    internal static long ParametersCreated => Interlocked.Read(ref _parametersCreated);
 }
