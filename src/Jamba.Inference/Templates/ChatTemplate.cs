@@ -39,20 +39,28 @@ public sealed class ChatTemplate
 
     private readonly JinjaTemplate _template;
 
-    private ChatTemplate(string source, JinjaTemplate template)
+    private readonly Func<DateTime>? _clock;
+
+    private ChatTemplate(string source, JinjaTemplate template, Func<DateTime>? clock = null)
     {
         Source = source;
         _template = template;
+        _clock = clock;
     }
 
     /// <summary>The template text as given.</summary>
     public string Source { get; }
 
     /// <summary>
-    /// Clock used by the <c>strftime_now</c> global (defaults to <see cref="DateTime.Now"/>).
-    /// Set it for reproducible output.
+    /// Returns a copy whose <c>strftime_now</c> global reads <paramref name="clock"/> instead of
+    /// <see cref="DateTime.Now"/> (for reproducible output).
     /// </summary>
-    public Func<DateTime>? Clock { get; init; }
+    /// <param name="clock">Local-time clock.</param>
+    public ChatTemplate WithClock(Func<DateTime> clock)
+    {
+        ArgumentNullException.ThrowIfNull(clock);
+        return new ChatTemplate(Source, _template, clock);
+    }
 
     /// <summary>The documented plain prompt format for checkpoints without a template (see <see cref="PlainFallbackSource"/>).</summary>
     public static ChatTemplate PlainFallback => Fallback.Value;
@@ -169,7 +177,7 @@ public sealed class ChatTemplate
         if (eosToken != null) vars.Add(new("eos_token", eosToken));
         if (kwargs != null)
             foreach (var kv in kwargs) vars.Add(new(kv.Key, TemplateValues.FromNode(kv.Value)));
-        return _template.Render(vars, Clock);
+        return _template.Render(vars, _clock);
     }
 
     /// <summary>
@@ -185,6 +193,6 @@ public sealed class ChatTemplate
     public string RenderVariables(IEnumerable<KeyValuePair<string, object?>> variables)
     {
         ArgumentNullException.ThrowIfNull(variables);
-        return _template.Render(variables.Select(kv => new KeyValuePair<string, object?>(kv.Key, TemplateValues.FromClr(kv.Value))).ToList(), Clock);
+        return _template.Render(variables.Select(kv => new KeyValuePair<string, object?>(kv.Key, TemplateValues.FromClr(kv.Value))).ToList(), _clock);
     }
 }

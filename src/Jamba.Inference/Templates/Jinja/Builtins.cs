@@ -611,10 +611,14 @@ internal static partial class Builtins
 
     private static string UrlEncode(object? v)
     {
-        static string Q(object? x) => Uri.EscapeDataString(Py.Str(x)).Replace("%2F", "/", StringComparison.Ordinal);
-        if (v is string s) return Q(s);
+        static string Q(object? x, bool forQs)
+        {
+            string e = Uri.EscapeDataString(Py.Str(x));
+            return forQs ? e.Replace("%20", "+", StringComparison.Ordinal) : e.Replace("%2F", "/", StringComparison.Ordinal);
+        }
+        if (v is string s) return Q(s, false);
         IEnumerable<object?> pairs = v is PyDict d ? d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])) : Py.Iterate(v);
-        return string.Join("&", pairs.Select(p => { var kv = Py.ToList(p); return Q(kv[0]) + "=" + Q(kv[1]); }));
+        return string.Join("&", pairs.Select(p => { var kv = Py.ToList(p); return Q(kv[0], true) + "=" + Q(kv[1], true); }));
     }
 
     private static bool SameAs(object? a, object? b)

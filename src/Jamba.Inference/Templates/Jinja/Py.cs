@@ -649,10 +649,26 @@ internal static class Py
         return Undefined.ForAttr(obj, key);
     }
 
+    private static readonly HashSet<string> UndefinedInstanceAttrs =
+    [
+        "__class__", "__doc__", "__module__", "__slots__", "__init__", "__new__", "__str__", "__repr__", "__eq__",
+        "__ne__", "__hash__", "__iter__", "__aiter__", "__len__", "__bool__", "__getattr__", "__getitem__", "__call__",
+        "__reduce__", "__reduce_ex__", "__sizeof__", "__dir__", "__format__", "__getattribute__", "__setattr__",
+        "__delattr__", "__init_subclass__", "__subclasshook__", "__lt__", "__le__", "__gt__", "__ge__", "__add__",
+        "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__floordiv__",
+        "__rfloordiv__", "__mod__", "__rmod__", "__pos__", "__neg__", "__int__", "__float__", "__complex__",
+        "__pow__", "__rpow__",
+    ];
+
     /// <summary>jinja2 sandbox <c>getattr</c>: attribute first, then item.</summary>
     public static object? GetAttr(object? obj, string name)
     {
-        if (obj is Undefined u) throw u.Fail();
+        if (obj is Undefined u)
+        {
+            // Real (dunder) attributes of the Undefined object exist and are blocked by the sandbox.
+            if (UndefinedInstanceAttrs.Contains(name)) return Undefined.Unsafe(obj, name);
+            throw u.Fail();
+        }
         var attr = Methods.GetPythonAttribute(obj, name, out bool exists);
         if (exists) return attr;
         if (obj is PyDict d && d.TryGetValue(name, out var v)) return v;
