@@ -925,6 +925,232 @@ internal static class JinjaEngineCases
   "error_type": "OverflowError",
   "error": "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).",
   "line": null
+ },
+ {
+  "name": "ws_multiline_tag",
+  "template": "a\n  {%- if\n   true\n  -%}\n  b\n{% endif %}\nc",
+  "vars": {},
+  "expected": "ab\nc"
+ },
+ {
+  "name": "ws_braces_in_text",
+  "template": "a { b } {{ '{' }} {{ '}}' }} {{ {'a': {'b': 1}} }}",
+  "vars": {},
+  "expected": "a { b } { }} {'a': {'b': 1}}"
+ },
+ {
+  "name": "ws_comment_with_tags",
+  "template": "x{# {{ y }} {% if %} #}z\n  {#- c -#}  \nw",
+  "vars": {},
+  "expected": "xzw"
+ },
+ {
+  "name": "ws_block_after_text_same_line",
+  "template": "  text {% if true %}\n  in\n  {% endif %}\nout",
+  "vars": {},
+  "expected": "  text   in\nout"
+ },
+ {
+  "name": "ws_var_then_newline",
+  "template": "{% for i in [1,2] %}\n{{ i }}\n{% endfor %}\n",
+  "vars": {},
+  "expected": "1\n2\n"
+ },
+ {
+  "name": "ws_nested_indent",
+  "template": "{% for i in [1] %}\n    {% if true %}\n        <{{ i }}>\n    {% endif %}\n{% endfor %}",
+  "vars": {},
+  "expected": "        <1>\n"
+ },
+ {
+  "name": "ws_filter_block",
+  "template": "{% filter upper %}\nabc {{ 'd' }}\n{% endfilter %}",
+  "vars": {},
+  "expected": "ABC D\n"
+ },
+ {
+  "name": "ws_macro_in_macro",
+  "template": "{% macro outer() %}{% macro inner(x) %}[{{ x }}]{% endmacro %}{{ inner(1) }}{{ inner(2) }}{% endmacro %}{{ outer() }}",
+  "vars": {},
+  "expected": "[1][2]"
+ },
+ {
+  "name": "num_repr",
+  "template": "{{ 1e100 }} {{ 123456789.123 }} {{ 1/3 }} {{ 2.0**0.5 }} {{ 1e22 }} {{ 12345678901234567.0 }} {{ 0.000123 }} {{ 1.5e-5 }} {{ 100.0 }} {{ 1e-4 }}",
+  "vars": {},
+  "expected": "1e+100 123456789.123 0.3333333333333333 1.4142135623730951 1e+22 1.2345678901234568e+16 0.000123 1.5e-05 100.0 0.0001"
+ },
+ {
+  "name": "num_ops",
+  "template": "{{ 10 % 3.5 }} {{ -7 % -3 }} {{ 7.5 // 2 }} {{ true + 1 }} {{ -0 }} {{ 2 ** 0.5 * 2 }} {{ 0.0 or 'zero' }} {{ 3 * 'ab' }} {{ 'x' * 0 }}|",
+  "vars": {},
+  "expected": "3.0 -1 3.0 2 0 2.8284271247461903 zero ababab |"
+ },
+ {
+  "name": "num_str_escapes",
+  "template": "{{ '\\x41\\101\\u00e9\\U0001F600' }}",
+  "vars": {},
+  "expected": "AA\u00e9\ud83d\ude00"
+ },
+ {
+  "name": "eq_containers",
+  "template": "{{ {'a': 1} == {'a': 1} }} {{ [1] == (1,) }} {{ 1 in [1.0] }} {{ {1: 'a'}[1.0] }} {{ {true: 'a'}[1] }} {{ (1, 2) == (1, 2) }} {{ 'x' is sameas 'x' }}",
+  "vars": {},
+  "expected": "True False True a a True True"
+ },
+ {
+  "name": "parts_content",
+  "template": "{% set m = {'content': [{'type': 'text', 'text': 'a'}, {'type': 'image'}, {'type': 'text', 'text': 'b'}]} %}{{ m.content | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') }} {{ m.content[0].text }} {{ m.content | rejectattr('type', 'eq', 'text') | list | length }}",
+  "vars": {},
+  "expected": "ab a 1"
+ },
+ {
+  "name": "filter_chains",
+  "template": "{{ range(3) | map('string') | join }} {{ [[1, 2], [3]] | map('join', ',') | list }} {{ [3, 1] | sort | first }} {{ 'abc' | batch(2) | list }} {{ none | string | length }} {{ [1, 2] | sum(start=10) }} {{ ['b', 'a'] | max }} {{ {'b': 1, 'a': 2} | items | sort | list }}",
+  "vars": {},
+  "expected": "012 ['1,2', '3'] 1 [['a', 'b'], ['c']] 4 13 b [('a', 2), ('b', 1)]"
+ },
+ {
+  "name": "filter_format_list",
+  "template": "{{ '%s'|format([1, 'a']) }} {{ '%.2f'|format(3.14159) }} {{ '{:.2f}'.format(2) }} {{ '%5s|%-5s|' % ('a', 'b') }}",
+  "vars": {},
+  "expected": "[1, 'a'] 3.14 2.00     a|b    |"
+ },
+ {
+  "name": "for_tuple_targets",
+  "template": "{% for a, b in [(1, 2), (3, 4)] %}{{ a + b }}{% endfor %} {% set a, b = 'xy' %}{{ b }}{{ a }}",
+  "vars": {},
+  "expected": "37 yx"
+ },
+ {
+  "name": "for_filter_not_in",
+  "template": "{% for x in ['a', 'b', 'c'] if x not in ['b'] %}{{ x }}{{ loop.last }}{% endfor %}",
+  "vars": {},
+  "expected": "aFalsecTrue"
+ },
+ {
+  "name": "dict_get_default",
+  "template": "{{ {'k': none}.get('k', 'def') }} {{ {}.get('k', 'def') }} {{ {'a': 1}.copy() }}",
+  "vars": {},
+  "expected": "None def {'a': 1}"
+ },
+ {
+  "name": "cond_defined_chain",
+  "template": "{{ 'a' if x is defined else 'b' }} {{ x is not none and x.y }} {% if not nothing %}empty{% endif %}",
+  "vars": {},
+  "error_type": "UndefinedError",
+  "error": "'x' is undefined",
+  "line": null
+ },
+ {
+  "name": "ns_in_nested_loops_macro",
+  "template": "{% set ns = namespace(acc='') %}{% macro add(v) %}{% set ns.acc = ns.acc ~ v %}{% endmacro %}{% for i in range(2) %}{% for j in 'ab' %}{% set _ = add(j ~ i) %}{% endfor %}{% endfor %}{{ ns.acc }}",
+  "vars": {},
+  "expected": "a0b0a1b1"
+ },
+ {
+  "name": "set_empty_block",
+  "template": "{% set x %}{% endset %}[{{ x }}]{{ x is string }}",
+  "vars": {},
+  "expected": "[]True"
+ },
+ {
+  "name": "loop_length_filtered",
+  "template": "{% for i in range(10) if i % 3 == 0 %}{{ i }}/{{ loop.revindex }};{% endfor %}",
+  "vars": {},
+  "expected": "0/4;3/3;6/2;9/1;"
+ },
+ {
+  "name": "call_block_no_args_caller_kw",
+  "template": "{% macro m() %}{{ caller() }}|{{ caller() }}{% endmacro %}{% call m() %}X{{ 1 }}{% endcall %}",
+  "vars": {},
+  "expected": "X1|X1"
+ },
+ {
+  "name": "messages_like",
+  "template": "{% set messages = [{'role': 'system', 'content': 'S'}, {'role': 'user', 'content': 'U'}] %}{{ messages[-1]['role'] }} {{ messages[0].content }} {{ (messages | selectattr('role', 'equalto', 'system') | list | length) }} {{ messages[1:] | map(attribute='role') | list }}",
+  "vars": {},
+  "expected": "user S 1 ['user']"
+ },
+ {
+  "name": "err_concat_precedence",
+  "template": "{{ 'A' ~ 1 + 2 }}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "can only concatenate str (not \"int\") to str",
+  "line": null
+ },
+ {
+  "name": "err_concat_precedence2",
+  "template": "{{ 1 + 2 ~ 'A' }}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "unsupported operand type(s) for +: 'int' and 'str'",
+  "line": null
+ },
+ {
+  "name": "err_split_empty",
+  "template": "{{ 'a'.split('') }}",
+  "vars": {},
+  "error_type": "ValueError",
+  "error": "empty separator",
+  "line": null
+ },
+ {
+  "name": "err_undefined_compare",
+  "template": "{{ nothing > 1 }}",
+  "vars": {},
+  "error_type": "UndefinedError",
+  "error": "'nothing' is undefined",
+  "line": null
+ },
+ {
+  "name": "err_undefined_add",
+  "template": "{{ 'a' + nothing }}",
+  "vars": {},
+  "error_type": "UndefinedError",
+  "error": "'nothing' is undefined",
+  "line": null
+ },
+ {
+  "name": "err_undefined_iter_ok_then_getitem",
+  "template": "{{ nothing[0] }}",
+  "vars": {},
+  "error_type": "UndefinedError",
+  "error": "'nothing' is undefined",
+  "line": null
+ },
+ {
+  "name": "err_macro_kw_twice",
+  "template": "{% macro f(a) %}{% endmacro %}{{ f(1, a=2) }}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "macro 'f' takes no keyword argument 'a'",
+  "line": null
+ },
+ {
+  "name": "err_items_non_mapping",
+  "template": "{{ [1]|items|list }}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "Can only get item pairs from a mapping.",
+  "line": null
+ },
+ {
+  "name": "err_none_iter",
+  "template": "{% for x in none %}{% endfor %}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "'NoneType' object is not iterable",
+  "line": null
+ },
+ {
+  "name": "err_unhashable",
+  "template": "{{ {[1]: 2} }}",
+  "vars": {},
+  "error_type": "TypeError",
+  "error": "unhashable type: 'list'",
+  "line": null
  }
 ]
 """""";

@@ -53,7 +53,7 @@ internal sealed class Macro : IPyCallable
             int kwIndex = kwargs.FindIndex(kv => kv.Key == p.Name);
             if (i < args.Positional.Count)
             {
-                if (kwIndex >= 0) throw TemplateException.Type($"macro {Py.Repr(Name)} got multiple values for argument {Py.Repr(p.Name)}");
+                // jinja2 leaves a duplicate keyword in kwargs (-> "takes no keyword argument" or **kwargs).
                 scope.Set(p.Name, args.Positional[i]);
             }
             else if (kwIndex >= 0)
