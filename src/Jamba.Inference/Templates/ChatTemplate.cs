@@ -17,6 +17,10 @@ namespace Jamba.Inference.Templates;
 /// literals stay <c>int</c>, numbers with a fraction or exponent are <c>float</c> (<c>1.0</c> prints as
 /// <c>1.0</c>). Rendering errors surface as <see cref="TemplateException"/> whose
 /// <see cref="TemplateException.ErrorType"/> names the Python exception jinja2 would raise.
+/// A parsed template is immutable; <c>Render</c> may be called concurrently from several threads.
+/// Not supported: template inheritance and loading (<c>extends</c>, <c>include</c>, <c>import</c>),
+/// autoescaping, and a few rarely used filters (<c>groupby</c>, <c>random</c>, <c>wordwrap</c>,
+/// <c>urlize</c>, <c>xmlattr</c>, <c>filesizeformat</c>) and globals (<c>lipsum</c>).
 /// </remarks>
 public sealed class ChatTemplate
 {

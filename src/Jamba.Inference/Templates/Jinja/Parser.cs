@@ -533,7 +533,11 @@ internal sealed class Parser
         while (true)
         {
             if (Current.IsOp(".") || Current.IsOp("[")) node = ParseSubscript(node);
-            else if (Current.IsOp("(")) node = new CallExpr(node, ParseCallArgs(), Current.Line);
+            else if (Current.IsOp("("))
+            {
+                int line = Current.Line;
+                node = new CallExpr(node, ParseCallArgs(), line);
+            }
             else return node;
         }
     }
@@ -544,7 +548,11 @@ internal sealed class Parser
         {
             if (Current.IsOp("|")) node = ParseFilter(node, false)!;
             else if (Current.IsName("is")) node = ParseTest(node);
-            else if (Current.IsOp("(")) node = new CallExpr(node, ParseCallArgs(), Current.Line);
+            else if (Current.IsOp("("))
+            {
+                int line = Current.Line;
+                node = new CallExpr(node, ParseCallArgs(), line);
+            }
             else return node;
         }
     }
