@@ -1,0 +1,202 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Jamba.Inference.Templates.Jinja;
+
+namespace Jamba.Inference.Templates;
+
+/// <summary>
+/// A Hugging Face chat template (jinja2), rendered byte-identically to
+/// <c>tokenizer.apply_chat_template(..., tokenize=False)</c> in transformers: jinja2's
+/// <c>ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)</c> with the
+/// <c>loopcontrols</c> extension, HF's <c>tojson</c> (<c>json.dumps(ensure_ascii=False)</c>),
+/// <c>raise_exception</c> and <c>strftime_now</c>.
+/// </summary>
+/// <remarks>
+/// Template variables are Python-like values converted from JSON: objects keep key order, integer
+/// literals stay <c>int</c>, numbers with a fraction or exponent are <c>float</c> (<c>1.0</c> prints as
+/// <c>1.0</c>). Rendering errors surface as <see cref="TemplateException"/> whose
+/// <see cref="TemplateException.ErrorType"/> names the Python exception jinja2 would raise.
+/// A parsed template is immutable; <c>Render</c> may be called concurrently from several threads.
+/// Not supported: template inheritance and loading (<c>extends</c>, <c>include</c>, <c>import</c>),
+/// autoescaping, and a few rarely used filters (<c>groupby</c>, <c>random</c>, <c>wordwrap</c>,
+/// <c>urlize</c>, <c>xmlattr</c>, <c>filesizeformat</c>) and globals (<c>lipsum</c>).
+/// </remarks>
+public sealed class ChatTemplate
+{
+    /// <summary>
+    /// Jinja source of <see cref="PlainFallback"/>, the prompt format used for checkpoints without a chat
+    /// template (e.g. the base model <c>ai21labs/Jamba-v0.1</c>): the optional <c>bos_token</c> followed by
+    /// every message's content (non-string content as JSON, <c>None</c> as empty), messages separated by a
+    /// blank line (<c>"\n\n"</c>). There are no role markers and <c>add_generation_prompt</c> adds nothing:
+    /// a base model simply continues the text, so a single user message renders as exactly its content.
+    /// </summary>
+    public const string PlainFallbackSource =
+        "{%- if bos_token is defined and bos_token is not none %}{{- bos_token -}}{%- endif %}\n" +
+        "{%- for message in messages %}\n" +
+        "{%- if not loop.first %}{{- '\\n\\n' -}}{%- endif %}\n" +
+        "{%- set content = message['content'] %}\n" +
+        "{%- if content is string %}{{- content -}}{%- elif content is not none %}{{- content | tojson -}}{%- endif %}\n" +
+        "{%- endfor %}";
+
+    private static readonly Lazy<ChatTemplate> Fallback = new(() => Parse(PlainFallbackSource));
+
+    private readonly JinjaTemplate _template;
+
+    private readonly Func<DateTime>? _clock;
+
+    private ChatTemplate(string source, JinjaTemplate template, Func<DateTime>? clock = null)
+    {
+        Source = source;
+        _template = template;
+        _clock = clock;
+    }
+
+    /// <summary>The template text as given.</summary>
+    public string Source { get; }
+
+    /// <summary>
+    /// Returns a copy whose <c>strftime_now</c> global reads <paramref name="clock"/> instead of
+    /// <see cref="DateTime.Now"/> (for reproducible output).
+    /// </summary>
+    /// <param name="clock">Local-time clock.</param>
+    public ChatTemplate WithClock(Func<DateTime> clock)
+    {
+        ArgumentNullException.ThrowIfNull(clock);
+        return new ChatTemplate(Source, _template, clock);
+    }
+
+    /// <summary>The documented plain prompt format for checkpoints without a template (see <see cref="PlainFallbackSource"/>).</summary>
+    public static ChatTemplate PlainFallback => Fallback.Value;
+
+    /// <summary>Parses a jinja2 chat template.</summary>
+    /// <param name="source">Template text (e.g. <c>tokenizer_config.json["chat_template"]</c>).</param>
+    /// <exception cref="TemplateException">The template has a syntax error (<c>ErrorType</c> <c>TemplateSyntaxError</c>, with <c>Line</c>).</exception>
+    public static ChatTemplate Parse(string source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return new ChatTemplate(source, JinjaTemplate.Parse(source));
+    }
+
+    /// <summary>
+    /// Loads the chat template of a Hugging Face checkpoint folder. Looks, in order, at
+    /// <c>chat_template.jinja</c> (or <c>additional_chat_templates/{name}.jinja</c> for a named template),
+    /// the <c>chat_template</c> key of <c>tokenizer_config.json</c> (a string, or a list of
+    /// <c>{"name", "template"}</c> objects from which <paramref name="name"/> is chosen), then
+    /// <c>chat_template.json</c>.
+    /// </summary>
+    /// <param name="directory">Checkpoint folder.</param>
+    /// <param name="name">Template name when several are stored; defaults to <c>"default"</c>.</param>
+    /// <exception cref="FileNotFoundException">The checkpoint has no chat template.</exception>
+    public static ChatTemplate FromCheckpoint(string directory, string? name = null) =>
+        TryFromCheckpoint(directory, out var t, name)
+            ? t
+            : throw new FileNotFoundException($"No chat template found in '{directory}' (chat_template.jinja, tokenizer_config.json or chat_template.json).");
+
+    /// <summary>Like <see cref="FromCheckpoint"/>, but returns false when the checkpoint has no chat template.</summary>
+    /// <param name="directory">Checkpoint folder.</param>
+    /// <param name="template">The loaded template, when found.</param>
+    /// <param name="name">Template name when several are stored; defaults to <c>"default"</c>.</param>
+    public static bool TryFromCheckpoint(string directory, [NotNullWhen(true)] out ChatTemplate? template, string? name = null)
+    {
+        var source = FindTemplateSource(directory, name ?? "default");
+        template = source == null ? null : Parse(source);
+        return template != null;
+    }
+
+    /// <summary>The checkpoint's chat template, or <see cref="PlainFallback"/> when it has none (e.g. Jamba-v0.1).</summary>
+    /// <param name="directory">Checkpoint folder.</param>
+    public static ChatTemplate FromCheckpointOrFallback(string directory) =>
+        TryFromCheckpoint(directory, out var t) ? t : PlainFallback;
+
+    private static string? FindTemplateSource(string directory, string name)
+    {
+        bool isDefault = name == "default";
+        string jinjaFile = isDefault
+            ? Path.Combine(directory, "chat_template.jinja")
+            : Path.Combine(directory, "additional_chat_templates", name + ".jinja");
+        if (File.Exists(jinjaFile)) return File.ReadAllText(jinjaFile);
+
+        string configFile = Path.Combine(directory, "tokenizer_config.json");
+        if (File.Exists(configFile))
+        {
+            var fromConfig = SelectTemplate(JsonNode.Parse(File.ReadAllText(configFile))?["chat_template"], name, configFile);
+            if (fromConfig != null) return fromConfig;
+        }
+        string processorFile = Path.Combine(directory, "chat_template.json");
+        if (File.Exists(processorFile))
+            return SelectTemplate(JsonNode.Parse(File.ReadAllText(processorFile))?["chat_template"], name, processorFile);
+        return null;
+    }
+
+    private static string? SelectTemplate(JsonNode? node, string name, string file)
+    {
+        switch (node)
+        {
+            case null: return null;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                return name == "default" ? v.GetValue<string>() : null;
+            case JsonArray arr:
+                foreach (var item in arr)
+                    if (item?["name"]?.GetValue<string>() == name) return item["template"]?.GetValue<string>();
+                return null;
+            default:
+                throw new InvalidDataException($"'chat_template' in '{file}' must be a string or a list of {{name, template}} objects.");
+        }
+    }
+
+    /// <summary>
+    /// Renders the template the way <c>apply_chat_template(messages, tools=tools, documents=documents,
+    /// add_generation_prompt=..., tokenize=False, **kwargs)</c> does: <c>messages</c>, <c>tools</c>,
+    /// <c>documents</c> and <c>add_generation_prompt</c> are always passed (<c>null</c> is Python <c>None</c>);
+    /// <paramref name="bosToken"/>/<paramref name="eosToken"/> only when not null (otherwise the variable is
+    /// undefined); <paramref name="kwargs"/> are passed last and win on name clashes.
+    /// </summary>
+    /// <param name="messages">The conversation: a JSON array of message objects.</param>
+    /// <param name="tools">Tool definitions (JSON array) or null.</param>
+    /// <param name="documents">RAG documents (JSON array) or null.</param>
+    /// <param name="addGenerationPrompt">Whether to append the assistant-turn prefix.</param>
+    /// <param name="bosToken">BOS token text, or null to leave <c>bos_token</c> undefined.</param>
+    /// <param name="eosToken">EOS token text, or null to leave <c>eos_token</c> undefined.</param>
+    /// <param name="kwargs">Extra template variables (e.g. <c>knobs</c>, <c>thinking_prefix</c>).</param>
+    /// <returns>The rendered prompt, not stripped.</returns>
+    /// <exception cref="TemplateException">The template raised (e.g. <c>raise_exception</c> → <c>TemplateError</c>).</exception>
+    public string Render(
+        JsonNode? messages,
+        JsonNode? tools = null,
+        JsonNode? documents = null,
+        bool addGenerationPrompt = false,
+        string? bosToken = null,
+        string? eosToken = null,
+        IReadOnlyDictionary<string, JsonNode?>? kwargs = null)
+    {
+        var vars = new List<KeyValuePair<string, object?>>
+        {
+            new("messages", TemplateValues.FromNode(messages)),
+            new("tools", TemplateValues.FromNode(tools)),
+            new("documents", TemplateValues.FromNode(documents)),
+            new("add_generation_prompt", addGenerationPrompt),
+        };
+        if (bosToken != null) vars.Add(new("bos_token", bosToken));
+        if (eosToken != null) vars.Add(new("eos_token", eosToken));
+        if (kwargs != null)
+            foreach (var kv in kwargs) vars.Add(new(kv.Key, TemplateValues.FromNode(kv.Value)));
+        return _template.Render(vars, _clock);
+    }
+
+    /// <summary>
+    /// Renders with an explicit set of template variables (nothing is added). Values may be
+    /// <see cref="JsonNode"/>, <see cref="JsonElement"/>, strings, booleans, integral types (Python <c>int</c>),
+    /// <see cref="double"/>/<see cref="float"/>/<see cref="decimal"/> (Python <c>float</c>), string-keyed
+    /// dictionaries (insertion order kept), other enumerables (lists) or null (<c>None</c>).
+    /// </summary>
+    /// <param name="variables">Template variables; later entries win on duplicate names.</param>
+    /// <returns>The rendered text.</returns>
+    /// <exception cref="TemplateException">Rendering failed.</exception>
+    /// <exception cref="ArgumentException">A value has an unsupported type.</exception>
+    public string RenderVariables(IEnumerable<KeyValuePair<string, object?>> variables)
+    {
+        ArgumentNullException.ThrowIfNull(variables);
+        return _template.Render(variables.Select(kv => new KeyValuePair<string, object?>(kv.Key, TemplateValues.FromClr(kv.Value))).ToList(), _clock);
+    }
+}
