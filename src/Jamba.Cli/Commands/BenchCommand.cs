@@ -1,0 +1,351 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Jamba.Cli.Infrastructure;
+using Jamba.Inference.Caching;
+using Jamba.Inference.Engine;
+using Jamba.Inference.Generation;
+using Spectre.Console;
+using Spectre.Console.Cli;
+using TorchSharp;
+
+namespace Jamba.Cli.Commands;
+
+internal sealed class BenchSettings : ModelSettings
+{
+    [CommandOption("--preset <NAME>")]
+    [Description("Benchmark a preset shape (bench, long) with random weights, created once under the cache folder ($JAMBA_CACHE, else ~/.cache/jamba).")]
+    public string? Preset { get; set; }
+
+    [CommandOption("--prompt-tokens <LIST>")]
+    [Description("Prompt lengths to prefill, e.g. 512,2048 (random token ids).")]
+    [DefaultValue("512")]
+    public string PromptTokens { get; set; } = "512";
+
+    [CommandOption("--new-tokens <N>")]
+    [Description("Tokens decoded after each prompt (greedy, EOS ignored).")]
+    [DefaultValue(64)]
+    public int NewTokens { get; set; } = 64;
+
+    [CommandOption("--streams <LIST>")]
+    [Description("Concurrent streams, e.g. 1,2,4,8,16: aggregate decode tokens/s for each count.")]
+    public string? Streams { get; set; }
+
+    [CommandOption("--stream-prompt-tokens <N>")]
+    [Description("Prompt length of each concurrent stream.")]
+    [DefaultValue(16)]
+    public int StreamPromptTokens { get; set; } = 16;
+
+    [CommandOption("--snapshot-ttft <K>")]
+    [Description("Time to first token after a K-token prefix: cold prefill vs continuing a ContextSnapshot (0 = skip).")]
+    [DefaultValue(0)]
+    public int SnapshotTtft { get; set; }
+
+    [CommandOption("--prefill-chunk <N>")]
+    [Description("Engine prefill chunk (tokens per scheduler step).")]
+    [DefaultValue(512)]
+    public int PrefillChunk { get; set; } = 512;
+
+    [CommandOption("--runs <N>")]
+    [Description("Repeat each measurement N times and report the median.")]
+    [DefaultValue(1)]
+    public int Runs { get; set; } = 1;
+
+    [CommandOption("--no-warmup")]
+    [Description("Skip the warm-up generation.")]
+    public bool NoWarmup { get; set; }
+
+    [CommandOption("--seed <N>")]
+    [Description("Seed of the random prompts.")]
+    [DefaultValue(0)]
+    public int Seed { get; set; }
+
+    [CommandOption("--json")]
+    [Description("Print one JSON object.")]
+    public bool Json { get; set; }
+
+    public override ValidationResult Validate()
+    {
+        var result = base.Validate();
+        if (!result.Successful) return result;
+        if (Preset is not null && Model is not null) return ValidationResult.Error("pass --model or --preset, not both.");
+        if (Preset is not null && !Presets.Json.ContainsKey(Preset)) return ValidationResult.Error($"unknown --preset '{Preset}'; known: {string.Join(", ", Presets.Json.Keys)}.");
+        if (NewTokens is < 1 or > 1 << 20) return ValidationResult.Error($"--new-tokens must be between 1 and 1048576; found {NewTokens}.");
+        if (StreamPromptTokens < 1) return ValidationResult.Error($"--stream-prompt-tokens must be positive; found {StreamPromptTokens}.");
+        if (SnapshotTtft < 0) return ValidationResult.Error($"--snapshot-ttft must be non-negative; found {SnapshotTtft}.");
+        if (PrefillChunk is < 16 or > 65536) return ValidationResult.Error($"--prefill-chunk must be between 16 and 65536; found {PrefillChunk}.");
+        if (Runs is < 1 or > 100) return ValidationResult.Error($"--runs must be between 1 and 100; found {Runs}.");
+        try
+        {
+            Parsing.IntList(PromptTokens, "--prompt-tokens", min: 1);
+            if (Streams is not null && Parsing.IntList(Streams, "--streams", min: 1).Max() > 1024)
+                return ValidationResult.Error("--streams values must be at most 1024.");
+        }
+        catch (UsageException ex)
+        {
+            return ValidationResult.Error(ex.Message);
+        }
+        return ValidationResult.Success();
+    }
+}
+
+/// <summary><c>jamba bench</c>: prefill and decode speed, concurrent decode, snapshot TTFT and peak memory on random prompts.</summary>
+internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
+{
+    private sealed record PrefillRow(int PromptTokens, double PrefillSeconds, double PrefillTps, double? DecodeTps, int NewTokens);
+    private sealed record StreamsRow(int Streams, int TokensEach, double AggregateTps, double Seconds);
+    private sealed record SnapshotRow(int PrefixTokens, double ColdTtft, double SnapshotTtft, double CreateSeconds, long SnapshotBytes);
+
+    public override async Task<int> ExecuteAsync(CommandContext context, BenchSettings settings, CancellationToken cancellationToken)
+    {
+        var promptLengths = Parsing.IntList(settings.PromptTokens, "--prompt-tokens", min: 1);
+        var streamCounts = settings.Streams is null ? [] : Parsing.IntList(settings.Streams, "--streams", min: 1);
+        string path = settings.Preset is not null ? EnsurePreset(settings.Preset) : ModelLocator.Resolve(settings.Model);
+
+        var engineOptions = new EngineOptions
+        {
+            MaxConcurrentSequences = Math.Max(1, streamCounts.DefaultIfEmpty(1).Max()),
+            PrefillChunkTokens = settings.PrefillChunk,
+            PrefixCacheBytes = 0, // every measurement prefills for real
+        };
+        var (handle, loadSeconds) = await ModelLoading.LoadAsync(io, settings, path, engineOptions, cancellationToken).ConfigureAwait(false);
+        await using var _h = handle.ConfigureAwait(false);
+        long rssAfterLoad = ProcessMemory.Read("VmRSS") ?? 0;
+        var config = handle.Config;
+        int elt = HybridCache.ElementSize(handle.DType);
+        var random = new Random(settings.Seed);
+        int[] Prompt(int n) => Enumerable.Range(0, n).Select(_ => random.Next(0, config.VocabSize)).ToArray();
+        GenerationOptions Options(int newTokens) => new() { MaxNewTokens = newTokens, Temperature = 0, IgnoreEos = true };
+
+        var prefillRows = new List<PrefillRow>();
+        var streamRows = new List<StreamsRow>();
+        SnapshotRow? snapshotRow = null;
+
+        async Task Measure(Action<string> status)
+        {
+            if (!settings.NoWarmup)
+            {
+                status("Warm-up");
+                await RunOne(handle, Prompt(32), Options(4), cancellationToken).ConfigureAwait(false);
+            }
+            foreach (int p in promptLengths)
+            {
+                var runs = new List<GenerationOutcome>();
+                for (int r = 0; r < settings.Runs; r++)
+                {
+                    status($"Prefill {p} tokens + decode {settings.NewTokens} (run {r + 1}/{settings.Runs})");
+                    runs.Add(await RunOne(handle, Prompt(p), Options(settings.NewTokens), cancellationToken).ConfigureAwait(false));
+                }
+                prefillRows.Add(new PrefillRow(p,
+                    Median(runs.Select(o => o.PrefillSeconds)),
+                    Median(runs.Select(o => o.PrefillTokensPerSecond ?? 0)),
+                    settings.NewTokens > 1 ? Median(runs.Select(o => o.DecodeTokensPerSecond ?? 0)) : null,
+                    settings.NewTokens));
+            }
+            foreach (int s in streamCounts)
+            {
+                var runs = new List<StreamsRow>();
+                for (int r = 0; r < settings.Runs; r++)
+                {
+                    status($"{s} concurrent streams × {settings.NewTokens} tokens (run {r + 1}/{settings.Runs})");
+                    runs.Add(await RunStreams(handle, s, settings.StreamPromptTokens, settings.NewTokens, Prompt, Options, cancellationToken).ConfigureAwait(false));
+                }
+                streamRows.Add(runs.OrderBy(x => x.AggregateTps).ElementAt(runs.Count / 2));
+            }
+            if (settings.SnapshotTtft > 0)
+            {
+                status($"Snapshot TTFT, {settings.SnapshotTtft}-token prefix");
+                snapshotRow = await RunSnapshotTtft(handle, settings.SnapshotTtft, Prompt, Options, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (io.Interactive)
+            await io.Console.Status().StartAsync("Benchmarking…", ctx => Measure(s => ctx.Status(Markup.Escape(s)))).ConfigureAwait(false);
+        else
+            await Measure(_ => { }).ConfigureAwait(false);
+
+        long? peak = ProcessMemory.Read("VmHWM");
+        long readPerToken = ModelArithmetic.ParametersReadPerToken(config) * elt;
+        long weightBytes = handle.ParameterCount * elt;
+        long kvPerToken = ModelArithmetic.KvBytesPerToken(config, elt);
+        int maxPrompt = promptLengths.Max();
+        long cacheAtMax = ModelArithmetic.CacheBytes(config, maxPrompt + settings.NewTokens, elt);
+
+        if (settings.Json)
+        {
+            var json = new JsonObject
+            {
+                ["model"] = handle.Path,
+                ["preset"] = settings.Preset?.ToLowerInvariant(),
+                ["dtype"] = Parsing.ShortName(handle.DType),
+                ["device"] = handle.Device,
+                ["threads"] = torch.get_num_threads(),
+                ["parameters"] = handle.ParameterCount,
+                ["active_parameters"] = handle.ActiveParameterCount,
+                ["weight_bytes"] = weightBytes,
+                ["weight_bytes_read_per_token"] = readPerToken,
+                ["kv_bytes_per_token"] = kvPerToken,
+                ["mamba_state_bytes_per_sequence"] = ModelArithmetic.MambaStateBytes(config, elt),
+                ["cache_bytes_at_max_context"] = cacheAtMax,
+                ["load_seconds"] = JsonOutput.Number(loadSeconds),
+                ["runs"] = settings.Runs,
+                ["prefill"] = new JsonArray(prefillRows.Select(r => (JsonNode)new JsonObject
+                {
+                    ["prompt_tokens"] = r.PromptTokens,
+                    ["new_tokens"] = r.NewTokens,
+                    ["prefill_seconds"] = JsonOutput.Number(r.PrefillSeconds, 4),
+                    ["prefill_tokens_per_second"] = JsonOutput.Number(r.PrefillTps, 2),
+                    ["decode_tokens_per_second"] = JsonOutput.Number(r.DecodeTps, 2),
+                }).ToArray()),
+                ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)new JsonObject
+                {
+                    ["streams"] = r.Streams,
+                    ["new_tokens_each"] = r.TokensEach,
+                    ["aggregate_decode_tokens_per_second"] = JsonOutput.Number(r.AggregateTps, 2),
+                    ["per_stream_decode_tokens_per_second"] = JsonOutput.Number(r.AggregateTps / r.Streams, 2),
+                }).ToArray()),
+                ["snapshot_ttft"] = snapshotRow is null ? null : new JsonObject
+                {
+                    ["prefix_tokens"] = snapshotRow.PrefixTokens,
+                    ["cold_seconds"] = JsonOutput.Number(snapshotRow.ColdTtft, 4),
+                    ["snapshot_seconds"] = JsonOutput.Number(snapshotRow.SnapshotTtft, 4),
+                    ["snapshot_create_seconds"] = JsonOutput.Number(snapshotRow.CreateSeconds, 4),
+                    ["snapshot_bytes"] = snapshotRow.SnapshotBytes,
+                    ["speedup"] = JsonOutput.Number(snapshotRow.ColdTtft / snapshotRow.SnapshotTtft, 2),
+                },
+                ["rss_after_load_bytes"] = rssAfterLoad,
+                ["peak_rss_bytes"] = peak,
+            };
+            JsonOutput.Write(io, json);
+            return ExitCodes.Success;
+        }
+
+        static string F(double? v, string format = "0.0") => v is { } x && double.IsFinite(x) ? x.ToString(format, CultureInfo.InvariantCulture) : "–";
+        var border = io.Interactive ? TableBorder.Rounded : TableBorder.Ascii;
+        io.Console.MarkupLine(Markup.Escape($"{handle.ModelId}: {ModelArithmetic.FormatCount(handle.ParameterCount)} parameters ({ModelArithmetic.FormatCount(handle.ActiveParameterCount)} active), {Parsing.ShortName(handle.DType)} on {handle.Device}, {torch.get_num_threads()} threads; loaded in {loadSeconds:0.00} s"));
+        var prefill = new Table().Border(border).Title("Prefill and decode (batch 1)")
+            .AddColumn(new TableColumn("prompt tokens").RightAligned()).AddColumn(new TableColumn("prefill s").RightAligned())
+            .AddColumn(new TableColumn("prefill tok/s").RightAligned()).AddColumn(new TableColumn($"decode tok/s ({settings.NewTokens} new)").RightAligned());
+        foreach (var r in prefillRows) prefill.AddRow(r.PromptTokens.ToString(CultureInfo.InvariantCulture), F(r.PrefillSeconds, "0.000"), F(r.PrefillTps), F(r.DecodeTps));
+        io.Console.Write(prefill);
+        if (streamRows.Count > 0)
+        {
+            var streams = new Table().Border(border).Title($"Concurrent streams ({settings.StreamPromptTokens}-token prompts, {settings.NewTokens} new tokens each)")
+                .AddColumn(new TableColumn("streams").RightAligned()).AddColumn(new TableColumn("aggregate decode tok/s").RightAligned())
+                .AddColumn(new TableColumn("per stream tok/s").RightAligned());
+            foreach (var r in streamRows) streams.AddRow(r.Streams.ToString(CultureInfo.InvariantCulture), F(r.AggregateTps), F(r.AggregateTps / r.Streams));
+            io.Console.Write(streams);
+        }
+        if (snapshotRow is { } snap)
+            io.Console.MarkupLine(Markup.Escape($"TTFT after a {snap.PrefixTokens}-token prefix: cold {snap.ColdTtft * 1000:0.0} ms, from snapshot {snap.SnapshotTtft * 1000:0.0} ms ({snap.ColdTtft / snap.SnapshotTtft:0.0}×; snapshot {ModelArithmetic.FormatBytes(snap.SnapshotBytes)}, made in {snap.CreateSeconds:0.00} s)"));
+        io.Console.MarkupLine(Markup.Escape($"Memory: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));
+        return ExitCodes.Success;
+    }
+
+    private static async Task<GenerationOutcome> RunOne(JambaModelHandle handle, int[] prompt, GenerationOptions options, CancellationToken ct)
+    {
+        var r = await handle.Engine.GenerateTextAsync(new GenerationRequest(prompt, options), ct).ConfigureAwait(false);
+        return new GenerationOutcome(r.Tokens, r.Text, r.FinishReason, r.Usage.PromptTokens, r.Usage.CompletionTokens, r.Usage.CachedPromptTokens, r.PrefillSeconds, r.DecodeSeconds);
+    }
+
+    /// <summary>Runs <paramref name="streams"/> requests at once and measures the aggregate decode rate over the window
+    /// in which all of them are decoding (after the last one's first token, until the first one finishes).</summary>
+    private static async Task<StreamsRow> RunStreams(JambaModelHandle handle, int streams, int promptTokens, int newTokens,
+        Func<int, int[]> prompt, Func<int, GenerationOptions> options, CancellationToken ct)
+    {
+        async Task<List<long>> One(int[] p)
+        {
+            var stamps = new List<long>(newTokens);
+            await foreach (var u in handle.GenerateAsync(new GenerationRequest(p, options(newTokens)), ct).ConfigureAwait(false))
+                if (u.TokenId is not null) stamps.Add(Stopwatch.GetTimestamp());
+            return stamps;
+        }
+        var prompts = Enumerable.Range(0, streams).Select(_ => prompt(promptTokens)).ToList();
+        var all = await Task.WhenAll(prompts.Select(p => Task.Run(() => One(p), ct))).ConfigureAwait(false);
+        long start = all.Max(s => s[0]);
+        long end = all.Min(s => s[^1]);
+        int tokens = all.Sum(s => s.Count(t => t > start && t <= end));
+        if (end <= start || tokens == 0)
+        {
+            start = all.Min(s => s[0]);
+            end = all.Max(s => s[^1]);
+            tokens = all.Sum(s => s.Count - 1);
+        }
+        double seconds = Stopwatch.GetElapsedTime(start, end).TotalSeconds;
+        return new StreamsRow(streams, newTokens, seconds > 0 ? tokens / seconds : double.NaN, seconds);
+    }
+
+    private static async Task<SnapshotRow> RunSnapshotTtft(JambaModelHandle handle, int prefixTokens, Func<int, int[]> prompt, Func<int, GenerationOptions> options, CancellationToken ct)
+    {
+        const int suffixTokens = 16;
+        var prefix = prompt(prefixTokens);
+        var full = prefix.Concat(prompt(suffixTokens)).ToArray();
+
+        async Task<double> Ttft(GenerationRequest request)
+        {
+            var clock = Stopwatch.StartNew();
+            double first = double.NaN;
+            await foreach (var u in handle.GenerateAsync(request, ct).ConfigureAwait(false))
+                if (double.IsNaN(first) && u.TokenId is not null) first = clock.Elapsed.TotalSeconds;
+            return first;
+        }
+
+        double cold = await Ttft(new GenerationRequest(full, options(1))).ConfigureAwait(false);
+        var create = Stopwatch.StartNew();
+        using var snapshot = await handle.Engine.CreateSnapshotAsync(prefix, null, ct).ConfigureAwait(false);
+        double createSeconds = create.Elapsed.TotalSeconds;
+        double warm = await Ttft(new GenerationRequest(full, options(1), snapshot)).ConfigureAwait(false);
+        return new SnapshotRow(prefixTokens, cold, warm, createSeconds, snapshot.SizeInBytes);
+    }
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+
+    /// <summary>The preset's random-weight checkpoint in the cache folder, written on first use.</summary>
+    private string EnsurePreset(string name)
+    {
+        string folder = Path.Combine(CacheRoot(), "presets", $"{name.ToLowerInvariant()}-seed0");
+        if (File.Exists(Path.Combine(folder, "config.json"))) return folder;
+        var config = Presets.Get(name);
+        string temp = folder + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        void Write() => InitCommand.Write(config, temp, InitCommand.DefaultStorage(config), seed: 0);
+        if (io.Interactive) io.Console.Status().Start($"Creating the {Markup.Escape(name)} preset checkpoint in {Markup.Escape(folder)}…", _ => Write());
+        else Write();
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        Directory.Move(temp, folder);
+        return folder;
+    }
+
+    internal static string CacheRoot()
+    {
+        if (Environment.GetEnvironmentVariable("JAMBA_CACHE") is { Length: > 0 } explicitRoot) return explicitRoot;
+        string xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return Path.Combine(xdg, "jamba");
+    }
+}
+
+/// <summary>Reads this process's memory counters from <c>/proc/self/status</c> (Linux; null elsewhere).</summary>
+internal static class ProcessMemory
+{
+    /// <summary>A counter in bytes, e.g. <c>VmHWM</c> (peak resident set) or <c>VmRSS</c>.</summary>
+    public static long? Read(string field)
+    {
+        try
+        {
+            if (!File.Exists("/proc/self/status")) return null;
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (!line.StartsWith(field + ":", StringComparison.Ordinal)) continue;
+                var parts = line[(field.Length + 1)..].Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (parts.Length >= 1 && long.TryParse(parts[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out long kb)) return kb * 1024;
+            }
+        }
+        catch (IOException) { }
+        return null;
+    }
+}
