@@ -48,7 +48,7 @@ public sealed class InfoTokenizeTests : IClassFixture<TextModelFixture>
         Assert.Contains("Layer schedule", r.Out);
         Assert.Contains("K/V bytes per token", r.Out);
         Assert.Contains("Mamba state per sequence", r.Out);
-        Assert.Equal(config.NumAttentionLayers, r.Out.Split('\n').Count(l => l.Contains("| attention")));
+        Assert.Equal(config.NumAttentionLayers, System.Text.RegularExpressions.Regex.Matches(r.Out, @"\|\s*\d+\s*\|\s*attention\s*\|").Count);
     }
 
     [Fact]
