@@ -80,7 +80,7 @@ internal static class JambaApp
         {
             CliException cli => (cli.ExitCode, cli.Message),
             OperationCanceledException when cancellationToken.IsCancellationRequested => (ExitCodes.Cancelled, "cancelled."),
-            CommandParseException or CommandRuntimeException => (ExitCodes.Usage, ex.Message),
+            CommandParseException or CommandRuntimeException => (ExitCodes.Usage, UsageMessage(ex.Message)),
             _ when !executing => (ExitCodes.Usage, ex.Message),
             JambaConfigException or JambaCheckpointException or JambaTokenizerException or SnapshotFormatException
                 or TemplateException or FileNotFoundException or DirectoryNotFoundException => (ExitCodes.Failure, ex.Message),
@@ -89,6 +89,10 @@ internal static class JambaApp
             _ => (ExitCodes.Failure, $"{ex.Message} ({ex.GetType().Name}; set JAMBA_DEBUG=1 for the stack trace)"),
         };
     }
+
+    /// <summary>Spectre reports an option given without its value as a failed conversion of an internal name.</summary>
+    private static string UsageMessage(string message) =>
+        message.Contains("'__default_command'", StringComparison.Ordinal) ? $"an option is missing its value ({message.Replace("'__default_command'", "nothing", StringComparison.Ordinal)})" : message;
 
     internal static string OneLine(string message)
     {

@@ -26,6 +26,7 @@ public sealed class ErrorTests
             { ["generate", "--model", m, "--prompt-ids", "1", "--max-new-tokens", "abc"], "abc" },
             { ["generate", "--model", m, "--prompt-ids", "1", "--max-new-tokens", "0"], "--max-new-tokens" },
             { ["generate", "--model", m, "--prompt-ids", "1", "--top-p", "2"], "--top-p" },
+            { ["generate", "--model", m, "--prompt-ids", "1", "--max-new-tokens"], "missing its value" },
             { ["generate", "--model", m, "--prompt-ids", "1", "--temperature", "-1"], "--temperature" },
             { ["generate", "--model", m, "--prompt-ids", "1", "--min-p", "1.5"], "--min-p" },
             { ["generate", "--model", m, "--prompt-ids", "1", "--top-k", "-3"], "--top-k" },

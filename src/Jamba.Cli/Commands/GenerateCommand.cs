@@ -204,7 +204,11 @@ internal static class Generation
                 if (streamText) io.Out.WriteLine();
                 throw;
             }
-            if (streamText) io.Out.WriteLine();
+            if (streamText)
+            {
+                io.Out.WriteLine();
+                io.Out.Flush();
+            }
             var usage = last?.Usage ?? new GenerationUsage(prompt.Count, tokens.Count);
             int cached = snapshot is null ? usage.CachedPromptTokens : 0;
             return new GenerationOutcome(tokens, text.ToString(), last?.FinishReason ?? FinishReason.Length, usage.PromptTokens, usage.CompletionTokens,

@@ -106,8 +106,8 @@ internal sealed class InfoCommand(CliIO io) : Command<InfoSettings>
         summary.AddColumn("Property").AddColumn(new TableColumn("Value"));
         void Row(string k, string v) => summary.AddRow(Markup.Escape(k), Markup.Escape(v));
         Row("vocab / hidden / layers", $"{config.VocabSize} / {config.HiddenSize} / {config.NumHiddenLayers}");
-        Row("attention", $"{config.NumAttentionLayers} layers (period {config.AttnLayerPeriod}, offset {config.AttnLayerOffset}); {config.NumAttentionHeads} heads, {config.NumKeyValueHeads} KV heads, head dim {config.HeadDim}");
-        Row("mamba", $"{config.NumMambaLayers} layers; d_inner {config.MambaDInner}, d_state {config.MambaDState}, d_conv {config.MambaDConv}, dt_rank {config.MambaDtRank}");
+        Row("attention", $"{config.NumAttentionLayers} layer{(config.NumAttentionLayers == 1 ? "" : "s")} (period {config.AttnLayerPeriod}, offset {config.AttnLayerOffset}); {config.NumAttentionHeads} heads, {config.NumKeyValueHeads} KV heads, head dim {config.HeadDim}");
+        Row("mamba", $"{config.NumMambaLayers} layer{(config.NumMambaLayers == 1 ? "" : "s")}; d_inner {config.MambaDInner}, d_state {config.MambaDState}, d_conv {config.MambaDConv}, dt_rank {config.MambaDtRank}");
         Row("feed-forward", config.NumExperts > 1
             ? $"MoE {config.NumExperts} experts top-{config.NumExpertsPerTok} (period {config.ExpertLayerPeriod}, offset {config.ExpertLayerOffset}); intermediate {config.IntermediateSize}"
             : $"dense; intermediate {config.IntermediateSize}");
