@@ -103,6 +103,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         var streamCounts = settings.Streams is null ? [] : Parsing.IntList(settings.Streams, "--streams", min: 1);
         string path = settings.Preset is not null ? EnsurePreset(settings.Preset) : ModelLocator.Resolve(settings.Model);
 
+        ProcessMemory.ResetPeak(); // the peak covers loading and the runs, not the creation of a preset checkpoint
         var engineOptions = new EngineOptions
         {
             MaxConcurrentSequences = Math.Max(1, streamCounts.DefaultIfEmpty(1).Max()),
@@ -332,6 +333,16 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
 /// <summary>Reads this process's memory counters from <c>/proc/self/status</c> (Linux; null elsewhere).</summary>
 internal static class ProcessMemory
 {
+    /// <summary>Resets the peak resident set (<c>VmHWM</c>) to the current one (Linux: <c>/proc/self/clear_refs</c> = 5).</summary>
+    public static void ResetPeak()
+    {
+        try
+        {
+            if (File.Exists("/proc/self/clear_refs")) File.WriteAllText("/proc/self/clear_refs", "5");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+    }
+
     /// <summary>A counter in bytes, e.g. <c>VmHWM</c> (peak resident set) or <c>VmRSS</c>.</summary>
     public static long? Read(string field)
     {
