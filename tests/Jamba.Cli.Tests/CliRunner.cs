@@ -14,12 +14,14 @@ public static class CliRunner
 {
     public static CliResult Run(params string[] args) => RunWithInput(null, args);
 
-    public static CliResult RunWithInput(string? stdin, params string[] args)
+    public static CliResult RunWithInput(string? stdin, params string[] args) => RunCancellable(stdin, CancellationToken.None, args);
+
+    public static CliResult RunCancellable(string? stdin, CancellationToken cancellationToken, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var io = CliIO.Capture(output, error, stdin is null ? null : new StringReader(stdin));
-        int code = JambaApp.RunAsync(args, io).GetAwaiter().GetResult();
+        int code = JambaApp.RunAsync(args, io, cancellationToken).GetAwaiter().GetResult();
         return new CliResult(code, output.ToString(), error.ToString());
     }
 }

@@ -125,4 +125,41 @@ public sealed class GenerateTests : IClassFixture<TextModelFixture>
         Assert.Contains("<system>be brief", rendered);
         Assert.EndsWith("<assistant>", rendered);
     }
+
+    [Fact]
+    public void Cancelling_a_generation_exits_130()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(500));
+        var r = CliRunner.RunCancellable(null, cts.Token, "generate", "--model", FixturePaths.AnyModelFixture(), "--prompt-ids", "1,2,3",
+            "--max-new-tokens", "1000000", "--ignore-eos", "--temperature", "0");
+        Assert.True(r.ExitCode == 130, r.ToString());
+        Assert.Equal("error: cancelled.", r.Error.Trim());
+    }
+
+    [Fact]
+    public async Task Cancelling_a_chat_waiting_for_input_exits_130()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var blockingInput = new BlockingReader();
+        var io = Infrastructure.CliIO.Capture(output, error, blockingInput);
+        int code = await JambaApp.RunAsync(["chat", "--model", _text.Folder], io, cts.Token);
+        blockingInput.Release();
+        Assert.Equal(130, code);
+    }
+
+    /// <summary>A reader whose ReadLine blocks like a console with nobody typing.</summary>
+    private sealed class BlockingReader : TextReader
+    {
+        private readonly ManualResetEventSlim _gate = new();
+
+        public void Release() => _gate.Set();
+
+        public override string? ReadLine()
+        {
+            _gate.Wait();
+            return null;
+        }
+    }
 }

@@ -232,7 +232,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         io.Console.Write(prefill);
         if (streamRows.Count > 0)
         {
-            var streams = new Table().Border(border).Title($"Concurrent streams ({settings.StreamPromptTokens}-token prompts, {settings.NewTokens} new tokens each)")
+            var streams = new Table().Border(border).Title("Concurrent streams").Caption($"{settings.StreamPromptTokens}-token prompts, {settings.NewTokens} new tokens each")
                 .AddColumn(new TableColumn("streams").RightAligned()).AddColumn(new TableColumn("aggregate decode tok/s").RightAligned())
                 .AddColumn(new TableColumn("per stream tok/s").RightAligned());
             foreach (var r in streamRows) streams.AddRow(r.Streams.ToString(CultureInfo.InvariantCulture), F(r.AggregateTps), F(r.AggregateTps / r.Streams));

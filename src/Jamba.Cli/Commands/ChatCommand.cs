@@ -42,7 +42,7 @@ internal sealed class ChatCommand(CliIO io) : AsyncCommand<ChatSettings>
         while (!cancellationToken.IsCancellationRequested)
         {
             if (io.Interactive) io.Console.Markup("[bold green]> [/]");
-            string? line = await io.In.ReadLineAsync(cancellationToken).ConfigureAwait(false);
+            string? line = await ReadLineAsync(io.In, cancellationToken).ConfigureAwait(false);
             if (line is null) break;
             line = line.Trim();
             if (line.Length == 0) continue;
@@ -61,6 +61,15 @@ internal sealed class ChatCommand(CliIO io) : AsyncCommand<ChatSettings>
             if (outcome.FinishReason == FinishReason.Cancelled) return ExitCodes.Cancelled;
         }
         return ExitCodes.Success;
+    }
+
+    /// <summary>Reads a line on a worker thread (the console's reader blocks and ignores cancellation) so that Ctrl+C at the prompt ends the chat.</summary>
+    private static async Task<string?> ReadLineAsync(TextReader reader, CancellationToken cancellationToken)
+    {
+        var read = Task.Run(reader.ReadLine, CancellationToken.None);
+        var done = await Task.WhenAny(read, Task.Delay(Timeout.Infinite, cancellationToken)).ConfigureAwait(false);
+        if (done != read) throw new OperationCanceledException(cancellationToken);
+        return await read.ConfigureAwait(false);
     }
 
     private static JsonArray NewConversation(string? system)
