@@ -153,7 +153,7 @@ public sealed class KernelModelTests(ChatModelFixture fixture)
             Assert.Equal(1, updates);
             await WaitUntil(() => engine.Metrics.Idle);
             var after = engine.Metrics;
-            Assert.Equal(before.RequestsCancelled + 1, after.RequestsCancelled);
+            Assert.True(after.RequestsCancelled > before.RequestsCancelled, before + " / " + after);
             // The text of the first update may have needed a few tokens (held-back text); only a step or two more ran.
             Assert.True(after.DecodedTokens - before.DecodedTokens < 40, $"{after.DecodedTokens - before.DecodedTokens} tokens decoded after cancel");
         }
