@@ -290,7 +290,7 @@ public sealed class TextGenerationTests(TextModelFixture fixture)
             MaxTokens = 6,
         };
         var model = ml.Transforms.Text.GenerateText(options).Fit(data);
-        var output = ml.Data.CreateEnumerable<GenerationOutput>(model.Transform(data), false).ToList();
+        var output = ml.Data.CreateEnumerable<GenerationOutput>(model.Transform(data), false, ignoreMissingColumns: true).ToList();
         for (int i = 0; i < rows.Length; i++)
         {
             string rendered = $"<|startoftext|><|system|>Answer briefly.<|eom|><|user|>Topic: {rows[i].Topic}. {{Q}}: {rows[i].Question}<|eom|><|assistant|>";
@@ -301,7 +301,7 @@ public sealed class TextGenerationTests(TextModelFixture fixture)
 
         // Without a chat template: the system prompt is a prefix followed by a blank line.
         options.UseChatTemplate = false;
-        var plain = ml.Data.CreateEnumerable<GenerationOutput>(ml.Transforms.Text.GenerateText(options).Fit(data).Transform(data), false).First();
+        var plain = ml.Data.CreateEnumerable<GenerationOutput>(ml.Transforms.Text.GenerateText(options).Fit(data).Transform(data), false, ignoreMissingColumns: true).First();
         var plainExpected = await EngineGenerate(fixture.ChatFolder, $"Answer briefly.\n\nTopic: whaling. {{Q}}: Who is Ahab?", 6);
         Assert.Equal(plainExpected.Text, plain.GeneratedText);
         Assert.Equal(plainExpected.Usage.PromptTokens, plain.PromptTokens);
@@ -340,7 +340,7 @@ public sealed class TextGenerationTests(TextModelFixture fixture)
             }
             Assert.Equal(ll, scores[i].LogLikelihood, 3);
             if (target.Count == 0) Assert.True(double.IsNaN(scores[i].Perplexity));
-            else Assert.Equal(Math.Exp(-ll / target.Count), scores[i].Perplexity, 3);
+            else Assert.Equal(1, scores[i].Perplexity / Math.Exp(-ll / target.Count), 6);
         }
         Assert.True(scores[0].LogLikelihood < 0);
 

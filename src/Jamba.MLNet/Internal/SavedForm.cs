@@ -38,26 +38,26 @@ internal static class SavedForm
         [KeyColumn, SettingsColumn, RowColumn, TextColumn, FinishColumn, PromptTokensColumn, CompletionTokensColumn, LogLikelihoodColumn, PerplexityColumn, TargetTokensColumn];
 
     /// <summary>The stock-transform estimator chain equivalent to a step with <paramref name="settings"/>.</summary>
-    public static IEstimator<ITransformer> CreateEstimator(MLContext ml, StepSettings settings)
+    public static EstimatorChain<ITransformer> CreateEstimator(MLContext ml, StepSettings settings)
     {
         var o = settings.Options;
         string literal = "@\"" + settings.SerializedJson.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-        IEstimator<ITransformer> chain = ml.Transforms.CopyColumns(KeyColumn, settings.InputColumns[0]);
-        chain = chain.Append(ml.Transforms.Expression(SettingsColumn, "(x) => " + literal, KeyColumn));
-        chain = chain.Append(ml.Transforms.Concatenate(RowColumn, [SettingsColumn, .. settings.InputColumns]));
-        chain = chain.Append(ml.Transforms.CustomMapping<SavedRow, SavedResult>(Map, ContractName));
-        var copies = o.OutputColumns().ToList();
-        IEstimator<ITransformer> rename = ml.Transforms.CopyColumns(copies[0].Name, TemporaryFor(copies[0].Option));
-        foreach (var (option, name) in copies.Skip(1))
-            rename = rename.Append(ml.Transforms.CopyColumns(name, TemporaryFor(option)));
-        chain = chain.Append(rename);
-        chain = chain.Append(ml.Transforms.DropColumns(Temporaries));
+        // Built flat (EstimatorChain.Append), so that the saved step is one chain of stock transforms.
+        var chain = new EstimatorChain<ITransformer>()
+            .Append<ITransformer>(ml.Transforms.CopyColumns(KeyColumn, settings.InputColumns[0]))
+            .Append<ITransformer>(ml.Transforms.Expression(SettingsColumn, "(x) => " + literal, KeyColumn))
+            .Append<ITransformer>(ml.Transforms.Concatenate(RowColumn, [SettingsColumn, .. settings.InputColumns]))
+            .Append<ITransformer>(ml.Transforms.CustomMapping<SavedRow, SavedResult>(Map, ContractName));
+        foreach (var (option, name) in o.OutputColumns())
+            chain = chain.Append<ITransformer>(ml.Transforms.CopyColumns(name, TemporaryFor(option)));
+        chain = chain.Append<ITransformer>(ml.Transforms.DropColumns(Temporaries));
         return chain;
     }
 
     /// <summary>Whether <paramref name="chain"/> is a saved step (as loaded by <c>mlContext.Model.Load</c>).</summary>
     public static bool IsSavedStep(IReadOnlyList<ITransformer> chain) =>
-        chain.Count == 6 && chain[1] is ExpressionTransformer && chain[3] is CustomMappingTransformer<SavedRow, SavedResult>;
+        chain.Count >= 6 && chain[0] is ColumnCopyingTransformer && chain[1] is ExpressionTransformer && chain[2] is ColumnConcatenatingTransformer
+        && chain[3] is CustomMappingTransformer<SavedRow, SavedResult> && chain[^1] is ColumnSelectingTransformer;
 
     /// <summary>The settings JSON of a saved step: its settings expression evaluated on a one-row probe.</summary>
     public static string ReadSettings(IReadOnlyList<ITransformer> chain)
