@@ -471,3 +471,30 @@ public sealed class TextGenerationTests(TextModelFixture fixture)
 
     private static string Flatten(Exception e) => e.InnerException is null ? e.Message : e.Message + " | " + Flatten(e.InnerException);
 }
+
+[Collection(TextModelCollection.Name)]
+public sealed class CursorLifetimeTests(TextModelFixture fixture)
+{
+    [Fact]
+    public async Task AbandonedCursorCancelsItsPendingRows()
+    {
+        var ml = new MLContext();
+        var data = ml.Data.LoadFromEnumerable(Enumerable.Range(0, 24).Select(i => new PromptRow { Prompt = $"row {i}" }).ToList());
+        var options = new JambaTextGenerationOptions { ModelPath = fixture.Folder, DType = ComputeDType.Float32, InputColumnName = "Prompt", MaxTokens = 200, BatchSize = 8 };
+        options.StopSequences.Clear();
+        var model = ml.Transforms.Text.GenerateText(options).Fit(data);
+        using var handle = await JambaModelHandle.LoadAsync(fixture.Folder, new ModelLoadOptions { Model = new ModelOptions { DType = ComputeDType.Float32 } });
+        var before = handle.Engine.Metrics;
+
+        var first = ml.Data.CreateEnumerable<GenerationOutput>(ml.Data.TakeRows(model.Transform(data), 2), false).ToList();
+        Assert.Equal(2, first.Count);
+
+        // The other rows of the window were cancelled, not run to the end; the engine goes idle.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!handle.Engine.Metrics.Idle && DateTime.UtcNow < deadline) await Task.Delay(20);
+        var after = handle.Engine.Metrics;
+        Assert.True(after.Idle);
+        Assert.True(after.RequestsSubmitted - before.RequestsSubmitted <= 9, $"{after.RequestsSubmitted - before.RequestsSubmitted} submitted");
+        Assert.True(after.RequestsCancelled > before.RequestsCancelled || after.RequestsCompleted - before.RequestsCompleted == after.RequestsSubmitted - before.RequestsSubmitted);
+    }
+}
