@@ -43,9 +43,13 @@ for (int i = 0; i < args.Length; i++)
 }
 
 if (demoModel) modelFolder = CreateDemoModel();
-modelFolder ??= FindShippedModel() ?? throw new ArgumentException(
-    "Pass a checkpoint folder (with tokenizer files), e.g. `-- /models/jamba`: the repository's models/jamba-moby-tiny was not found. " +
-    "`--demo-model` builds a random-weight model to try the pipeline.");
+modelFolder ??= FindShippedModel();
+if (modelFolder is null)
+{
+    Console.Error.WriteLine("Pass a checkpoint folder (with tokenizer files), e.g. `-- /models/jamba`: the repository's models/jamba-moby-tiny " +
+        "was not found. `--demo-model` builds a random-weight model to try the pipeline.");
+    return 2;
+}
 Console.WriteLine($"Model: {modelFolder}");
 Directory.CreateDirectory(outFolder);
 

@@ -47,19 +47,16 @@ internal static class ModelBindings
     {
         string path = Path.GetFullPath(options.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
         var key = (path, new ModelOptions { Device = options.Device }.Device, options.DType);
-        while (true)
+        var lazy = Bindings.GetOrAdd(key, k => new Lazy<Task<ModelBinding>>(() => LoadAsync(k.Path, k.Device, k.DType, options.BatchSize)));
+        try
         {
-            var lazy = Bindings.GetOrAdd(key, k => new Lazy<Task<ModelBinding>>(() => LoadAsync(k.Path, k.Device, k.DType, options.BatchSize)));
-            try
-            {
-                return await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch when (lazy.Value.IsFaulted || lazy.Value.IsCanceled)
-            {
-                // A failed load is not kept: the next use tries again (e.g. after the checkpoint was copied in place).
-                Bindings.TryRemove(new KeyValuePair<(string, string, ComputeDType), Lazy<Task<ModelBinding>>>(key, lazy));
-                throw;
-            }
+            return await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch when (lazy.Value.IsFaulted || lazy.Value.IsCanceled)
+        {
+            // A failed load is not kept: the next use tries again (e.g. after the checkpoint was copied in place).
+            Bindings.TryRemove(new KeyValuePair<(string, string, ComputeDType), Lazy<Task<ModelBinding>>>(key, lazy));
+            throw;
         }
     }
 
