@@ -275,7 +275,13 @@ public sealed class EngineTests : IClassFixture<TextModelFixture>, IDisposable
     }
 
     /// <summary>Live tensors, corrected for TorchSharp's Parameter accounting (see ModelContext.ParametersCreated).</summary>
-    internal static long LiveTensors() => torch.Tensor.TotalCount - ModelContext.ParametersCreated;
+    /// <remarks>Garbage from earlier tests is finalized first, so that only reachable tensors are counted.</remarks>
+    internal static long LiveTensors()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return torch.Tensor.TotalCount - ModelContext.ParametersCreated;
+    }
 
     private sealed class Progress(Action<LoadProgress> report) : IProgress<LoadProgress>
     {

@@ -132,20 +132,8 @@ public sealed class HybridCache : IHybridCacheView, IDisposable
     public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        long l = q.shape[2];
-        int past = Length;
         (k, v) = AppendKeyValue(layer, k, v);
-        int groups = (int)(q.shape[1] / k.shape[1]);
-        if (groups > 1)
-        {
-            k = k.repeat_interleave(groups, dim: 1);
-            v = v.repeat_interleave(groups, dim: 1);
-        }
-        // Without padding the mask is plain causal; after a cached prefix it must be offset by the prefix length.
-        if (mask is null && l > 1 && past > 0)
-            mask = Modeling.JambaModel.BuildMasks(null, past, l, q.dtype, q.device).Attention;
-        bool causal = mask is null && l > 1;
-        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: causal).MoveToOuterDisposeScope();
+        return Modeling.AttentionKernels.Attend(q, k, v, mask).MoveToOuterDisposeScope();
     }
 
     /// <summary>Grows every K/V buffer to hold at least <paramref name="tokens"/> positions (rounded up to whole blocks).</summary>

@@ -34,6 +34,7 @@ public static partial class WeightLoader
             done += info.ByteLength;
             progress?.Report(new LoadProgress(done, total, ++count, plan.Count, source));
         }
+        foreach (var layer in model.model.layers) layer.mamba?.RefreshDerived();
     }
 
     /// <summary>Pairs every checkpoint tensor with a parameter (checkpoint name, parameter name), checking names and shapes.</summary>

@@ -58,14 +58,7 @@ public sealed class JambaAttention : nn.Module
         }
         else
         {
-            int groups = _heads / _kvHeads;
-            if (groups > 1)
-            {
-                k = k.repeat_interleave(groups, dim: 1);
-                v = v.repeat_interleave(groups, dim: 1);
-            }
-            // SDPA's default scale is 1/sqrt(head_dim), as HF's eager attention.
-            attn = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask: mask, is_casual: mask is null && l > 1);
+            attn = AttentionKernels.Attend(q, k, v, mask);
         }
         var output = o_proj.forward(attn.transpose(1, 2).reshape(b, l, _heads * _headDim));
         return output.MoveToOuterDisposeScope();

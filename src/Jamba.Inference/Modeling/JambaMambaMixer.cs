@@ -89,6 +89,37 @@ public sealed class JambaMambaMixer : nn.Module
         RegisterComponents();
     }
 
+    private Tensor? _stateMatrix;
+
+    /// <summary><c>A = −exp(A_log)</c> in fp32: computed once for inference (weights are fixed), every call when training.</summary>
+    private Tensor StateMatrix()
+    {
+        if (A_log.requires_grad) return -torch.exp(A_log.to(ScalarType.Float32));
+        if (_stateMatrix is null)
+            using (torch.no_grad())
+                _stateMatrix = (-torch.exp(A_log.to(ScalarType.Float32))).DetachFromDisposeScope();
+        return _stateMatrix.alias();
+    }
+
+    /// <summary>Recomputes values derived from the weights (called after the weights changed, e.g. by the loader).</summary>
+    internal void RefreshDerived()
+    {
+        _stateMatrix?.Dispose();
+        _stateMatrix = null;
+        if (!A_log.requires_grad) StateMatrix().Dispose();
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _stateMatrix?.Dispose();
+            _stateMatrix = null;
+        }
+        base.Dispose(disposing);
+    }
+
     /// <summary>Mixes the <c>L</c> new positions of <paramref name="hidden"/> (<c>[B, L, hidden]</c>).</summary>
     /// <param name="hidden">Normalised input.</param>
     /// <param name="positionMask">1/0 mask of the new positions, <c>[B, L]</c> in the compute dtype, or null when nothing is padded.</param>
@@ -119,7 +150,7 @@ public sealed class JambaMambaMixer : nn.Module
         var bMat = b_layernorm.forward(ssmParams.narrow(2, _dtRank, _dState));
         var cMat = c_layernorm.forward(ssmParams.narrow(2, _dtRank + _dState, _dState));
         var delta = nn.functional.softplus(dt_proj.forward(dt)).transpose(1, 2); // [B, d_inner, L]
-        var a = -torch.exp(A_log.to(ScalarType.Float32));
+        var a = StateMatrix();
 
         var y = SelectiveScan.Run(x, delta, a, bMat, cMat, D, state).to(dtype);  // [B, d_inner, L]
         cache?.CommitMamba(_layer, window, state);

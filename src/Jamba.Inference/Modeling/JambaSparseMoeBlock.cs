@@ -30,6 +30,9 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Training hook: receives the router probabilities <c>[T, E]</c> and choices <c>[T, k]</c> for the load-balancing loss.</summary>
+    internal Action<Tensor, Tensor>? AuxLossSink { get; set; }
+
     /// <summary>Optional observer of the routing decision: top-k expert ids and weights per token, <c>[T, k]</c>.</summary>
     internal Action<Tensor, Tensor>? RouterObserver { get; set; }
 
@@ -43,6 +46,7 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         var probs = nn.functional.softmax(router.forward(x), dim: 1, dtype: ScalarType.Float32);
         var (weights, selected) = torch.topk(probs, _topK, dim: -1);            // [T, k], descending
         RouterObserver?.Invoke(selected, weights);
+        AuxLossSink?.Invoke(probs, selected);
         weights = weights.to(input.dtype);
 
         // One host read of the (small) routing table, then one expert call per chosen expert.

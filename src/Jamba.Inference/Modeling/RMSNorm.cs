@@ -27,9 +27,10 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var dtype = input.dtype;
         var x = input.to(ScalarType.Float32);
-        var variance = x.pow(2).mean([-1], keepdim: true);
-        x = x * torch.rsqrt(variance + _eps);
-        return (weight * x.to(dtype)).MoveToOuterDisposeScope();
+        var inverse = x.square().mean([-1], keepdim: true).add_(_eps).rsqrt_();
+        var normed = dtype == ScalarType.Float32 ? x * inverse : (x * inverse).to(dtype);
+        // in place for inference; autograd needs the unscaled value when training
+        return (weight.requires_grad ? normed * weight : normed.mul_(weight)).MoveToOuterDisposeScope();
     }
 }
 

@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -21,43 +22,58 @@ public static class SelectiveScan
     /// <returns><c>y</c>, <c>[B, D, L]</c> fp32.</returns>
     public static Tensor Run(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
     {
-        if (x.device_type == DeviceType.CPU && state.is_contiguous() && state.dtype == ScalarType.Float32)
+        bool needsGrad = torch.is_grad_enabled() && (x.requires_grad || delta.requires_grad || a.requires_grad || bMat.requires_grad || cMat.requires_grad || dSkip.requires_grad);
+        bool cpu = x.device_type == DeviceType.CPU && state.is_contiguous() && state.dtype == ScalarType.Float32;
+        if (cpu && !needsGrad)
             return RunCpu(x, delta, a, bMat, cMat, dSkip, state);
+        if (cpu && IsZero(state))
+            return SelectiveScanFunction.apply(x, delta, a, bMat, cMat, dSkip); // training: fused kernel with its own backward
         return RunTensor(x, delta, a, bMat, cMat, dSkip, state);
     }
 
-    /// <summary>The reference formulation in tensor ops (any device; used off-CPU).</summary>
+    /// <summary>The reference formulation in tensor ops (any device; differentiable, so training uses it).</summary>
     public static Tensor RunTensor(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
     {
         using var scope = NewDisposeScope();
-        long l = x.shape[2];
         var xf = x.to(ScalarType.Float32);
         var dt = delta.to(ScalarType.Float32);
-        var discreteA = torch.exp(a.unsqueeze(0).unsqueeze(2) * dt.unsqueeze(-1));              // [B, D, L, N]
-        var deltaBu = dt.unsqueeze(-1) * bMat.to(ScalarType.Float32).unsqueeze(1) * xf.unsqueeze(-1); // [B, D, L, N]
-        var c = cMat.to(ScalarType.Float32);
-        var h = state.clone();
-        var outputs = new Tensor[l];
-        for (long t = 0; t < l; t++)
+        var af = a.to(ScalarType.Float32).unsqueeze(0);                          // [1, D, N]
+        // unbind (not select) per time step: its backward is one stack instead of a full-size zero tensor per step.
+        var xs = xf.unbind(2);                                                   // L × [B, D]
+        var dts = dt.unbind(2);
+        var bs = bMat.to(ScalarType.Float32).unbind(1);                          // L × [B, N]
+        var cs = cMat.to(ScalarType.Float32).unbind(1);
+        var h = state.clone(); // the caller's state is overwritten below; autograd must not see that write
+        var outputs = new Tensor[xs.Length];
+        for (int t = 0; t < xs.Length; t++)
         {
-            h = discreteA.select(2, t) * h + deltaBu.select(2, t);
-            outputs[t] = torch.matmul(h, c.select(1, t).unsqueeze(-1)).squeeze(-1);          // [B, D]
+            var step = dts[t].unsqueeze(-1);                                     // [B, D, 1]
+            h = torch.exp(af * step) * h + (step * xs[t].unsqueeze(-1)) * bs[t].unsqueeze(1);
+            outputs[t] = (h * cs[t].unsqueeze(1)).sum(-1);                       // [B, D]
         }
-        state.copy_(h);
+        using (torch.no_grad()) state.copy_(h);
         var y = torch.stack(outputs, dim: -1) + xf * dSkip.to(ScalarType.Float32).view(1, -1, 1);
         return y.MoveToOuterDisposeScope();
     }
 
-    private static unsafe Tensor RunCpu(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
+    private static bool IsZero(Tensor state)
+    {
+        using var nz = state.count_nonzero();
+        return nz.item<long>() == 0;
+    }
+
+    private static Tensor RunCpu(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
     {
         using var scope = NewDisposeScope();
-        var xf = x.to(ScalarType.Float32).contiguous();
-        var dt = delta.to(ScalarType.Float32).contiguous();
-        var af = a.to(ScalarType.Float32).contiguous();
-        var bf = bMat.to(ScalarType.Float32).contiguous();
-        var cf = cMat.to(ScalarType.Float32).contiguous();
-        var df = dSkip.to(ScalarType.Float32).contiguous();
-        int batch = (int)x.shape[0], d = (int)x.shape[1], l = (int)x.shape[2], n = (int)a.shape[1];
+        var y = RunCpuKernel(x.to(ScalarType.Float32).contiguous(), delta.to(ScalarType.Float32).contiguous(), a.to(ScalarType.Float32).contiguous(),
+            bMat.to(ScalarType.Float32).contiguous(), cMat.to(ScalarType.Float32).contiguous(), dSkip.to(ScalarType.Float32).contiguous(), state);
+        return y.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The CPU kernel on fp32 contiguous inputs; returns a new <c>y</c> and updates <paramref name="state"/> in place.</summary>
+    internal static unsafe Tensor RunCpuKernel(Tensor xf, Tensor dt, Tensor af, Tensor bf, Tensor cf, Tensor df, Tensor state)
+    {
+        int batch = (int)xf.shape[0], d = (int)xf.shape[1], l = (int)xf.shape[2], n = (int)af.shape[1];
         var y = torch.empty([batch, d, l], dtype: ScalarType.Float32);
         float* px = Ptr(xf), pdt = Ptr(dt), pa = Ptr(af), pb = Ptr(bf), pc = Ptr(cf), pd = Ptr(df), ph = Ptr(state), py = Ptr(y);
         nint ix = (nint)px, idt = (nint)pdt, ia = (nint)pa, ib = (nint)pb, ic = (nint)pc, id = (nint)pd, ih = (nint)ph, iy = (nint)py;
@@ -69,6 +85,42 @@ public static class SelectiveScan
             float* ar = (float*)ia + (long)di * n, hr = (float*)ih + (long)r * n;
             float* bb = (float*)ib + (long)bi * l * n, cb = (float*)ic + (long)bi * l * n;
             float dskip = ((float*)id)[di];
+            if (n == 16 && Vector512.IsHardwareAccelerated)
+            {
+                // One AVX-512 register holds the whole state of a channel (Jamba's d_state is 16).
+                var av = Vector512.Load(ar);
+                var hv = Vector512.Load(hr);
+                for (int t = 0; t < l; t++)
+                {
+                    float step = dtr[t];
+                    var decay = Vector512.Exp(av * step);
+                    hv = decay * hv + Vector512.Load(bb + (long)t * n) * (step * xr[t]);
+                    yr[t] = Vector512.Sum(hv * Vector512.Load(cb + (long)t * n)) + dskip * xr[t];
+                }
+                hv.Store(hr);
+                return;
+            }
+            if (n % 8 == 0 && Vector256.IsHardwareAccelerated)
+            {
+                int chunks = n / 8;
+                Span<Vector256<float>> hs = stackalloc Vector256<float>[chunks];
+                for (int c = 0; c < chunks; c++) hs[c] = Vector256.Load(hr + c * 8);
+                for (int t = 0; t < l; t++)
+                {
+                    float step = dtr[t], xs = step * xr[t];
+                    float* bt = bb + (long)t * n, ct = cb + (long)t * n;
+                    var acc = Vector256<float>.Zero;
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        var hv = Vector256.Exp(Vector256.Load(ar + c * 8) * step) * hs[c] + Vector256.Load(bt + c * 8) * xs;
+                        hs[c] = hv;
+                        acc += hv * Vector256.Load(ct + c * 8);
+                    }
+                    yr[t] = Vector256.Sum(acc) + dskip * xr[t];
+                }
+                for (int c = 0; c < chunks; c++) hs[c].Store(hr + c * 8);
+                return;
+            }
             Span<float> h = stackalloc float[n];
             for (int s = 0; s < n; s++) h[s] = hr[s];
             for (int t = 0; t < l; t++)
@@ -89,8 +141,11 @@ public static class SelectiveScan
         long work = (long)rows * l * n;
         if (work < 1 << 16) for (int r = 0; r < rows; r++) Row(r);
         else Parallel.For(0, rows, Row);
-        return y.MoveToOuterDisposeScope();
+        return y;
     }
 
-    private static unsafe float* Ptr(Tensor t) => (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref t.bytes.GetPinnableReference());
+    private static unsafe float* Ptr(Tensor t) => (float*)Address(t);
+
+    /// <summary>The data address of a contiguous CPU tensor.</summary>
+    internal static unsafe nint Address(Tensor t) => (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref t.bytes.GetPinnableReference());
 }

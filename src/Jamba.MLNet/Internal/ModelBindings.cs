@@ -1,0 +1,99 @@
+using System.Collections.Concurrent;
+using Jamba.Inference.Engine;
+using Jamba.Inference.Modeling;
+using Jamba.Inference.Templates;
+
+namespace Jamba.MLNet.Internal;
+
+/// <summary>A model bound for ML.NET pipelines: a lease on the shared handle plus what rows need from it.</summary>
+internal sealed class ModelBinding
+{
+    private readonly Lazy<ChatTemplate> _chatTemplate;
+
+    public ModelBinding(JambaModelHandle handle)
+    {
+        Handle = handle;
+        _chatTemplate = new Lazy<ChatTemplate>(() => ChatTemplate.FromCheckpointOrFallback(handle.Path));
+        var tokenizer = handle.Tokenizer!;
+        BosText = tokenizer.BosTokenId is { } bos ? tokenizer.IdToToken(bos) : null;
+        EosText = tokenizer.EosTokenId is { } eos ? tokenizer.IdToToken(eos) : null;
+    }
+
+    public JambaModelHandle Handle { get; }
+    public ChatTemplate ChatTemplate => _chatTemplate.Value;
+    public string? BosText { get; }
+    public string? EosText { get; }
+
+    /// <summary>Serializes scoring forwards on this model (the engine's scheduler runs its own).</summary>
+    public object ScoreLock { get; } = new();
+}
+
+/// <summary>
+/// Models bound by ML.NET pipelines, one lease per (full path, device, dtype), kept for the process (or until
+/// <see cref="ReleaseAll"/>): ML.NET transformers have no dispose contract a pipeline can rely on (prediction engines
+/// dispose the transformers they are given), so a binding outlives any one transformer. Weights are shared with every
+/// other user of <see cref="JambaModelRegistry.Shared"/>.
+/// </summary>
+internal static class ModelBindings
+{
+    private static readonly ConcurrentDictionary<(string Path, string Device, ComputeDType DType), Lazy<Task<ModelBinding>>> Bindings = new();
+
+    public static int Count => Bindings.Count(kv => kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully);
+
+    public static ModelBinding Get(JambaTextGenerationOptions options, CancellationToken cancellationToken = default) =>
+        GetAsync(options, cancellationToken).GetAwaiter().GetResult();
+
+    public static async Task<ModelBinding> GetAsync(JambaTextGenerationOptions options, CancellationToken cancellationToken = default)
+    {
+        string path = Path.GetFullPath(options.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
+        var key = (path, new ModelOptions { Device = options.Device }.Device, options.DType);
+        var lazy = Bindings.GetOrAdd(key, k => new Lazy<Task<ModelBinding>>(() => LoadAsync(k.Path, k.Device, k.DType, options.BatchSize)));
+        try
+        {
+            return await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch when (lazy.Value.IsFaulted || lazy.Value.IsCanceled)
+        {
+            // A failed load is not kept: the next use tries again (e.g. after the checkpoint was copied in place).
+            Bindings.TryRemove(new KeyValuePair<(string, string, ComputeDType), Lazy<Task<ModelBinding>>>(key, lazy));
+            throw;
+        }
+    }
+
+    private static async Task<ModelBinding> LoadAsync(string path, string device, ComputeDType dtype, int batchSize)
+    {
+        if (!File.Exists(Path.Combine(path, "config.json")))
+            throw new FileNotFoundException(
+                $"The Jamba model '{path}' was not found (no config.json in that folder). A pipeline refers to its model by path; " +
+                "put the checkpoint there, or rebuild the pipeline with JambaTextGenerationOptions.ModelPath set to where it is.",
+                Path.Combine(path, "config.json"));
+        var handle = await JambaModelHandle.LoadAsync(path, new ModelLoadOptions
+        {
+            Model = new ModelOptions { Device = device, DType = dtype },
+            Engine = new EngineOptions { MaxConcurrentSequences = Math.Max(16, batchSize) },
+        }).ConfigureAwait(false);
+        if (handle.Tokenizer is null)
+        {
+            handle.Dispose();
+            throw new InvalidOperationException(
+                $"The Jamba model '{path}' has no tokenizer files (tokenizer.json or tokenizer.model); text generation in ML.NET pipelines needs one.");
+        }
+        return new ModelBinding(handle);
+    }
+
+    /// <summary>Releases every binding; pipelines that run again bind afresh.</summary>
+    public static int ReleaseAll()
+    {
+        int released = 0;
+        foreach (var kv in Bindings)
+        {
+            if (!Bindings.TryRemove(kv)) continue;
+            if (kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
+            {
+                kv.Value.Value.Result.Handle.Dispose();
+                released++;
+            }
+        }
+        return released;
+    }
+}

@@ -1,0 +1,95 @@
+using System.Collections.ObjectModel;
+using System.Runtime.CompilerServices;
+using Jamba.Inference.Chat;
+using Jamba.Inference.Engine;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Logging;
+using Microsoft.SemanticKernel;
+using Microsoft.SemanticKernel.ChatCompletion;
+using Microsoft.SemanticKernel.Services;
+using Microsoft.SemanticKernel.TextGeneration;
+using TextContent = Microsoft.SemanticKernel.TextContent;
+
+namespace Jamba.SemanticKernel;
+
+/// <summary>
+/// Semantic Kernel chat completion and text generation over a local Jamba model. It is SK's own bridge over an
+/// <see cref="IChatClient"/>: the <see cref="JambaChatClient"/> wrapped in SK's kernel-function-invoking client
+/// (<c>ChatClientBuilder.UseKernelFunctionInvocation</c>) and exposed through <c>AsChatCompletionService</c>, so
+/// <see cref="FunctionChoiceBehavior.Auto"/> runs the tool loop with the kernel's plugins and auto-invocation filters.
+/// Text generation sends the prompt as one user message through the chat template.
+/// <see cref="Attributes"/> carry the model id and the checkpoint folder (as endpoint).
+/// </summary>
+public sealed class JambaChatCompletionService : IChatCompletionService, ITextGenerationService, IDisposable
+{
+    private readonly IChatClient _pipeline;
+    private readonly IChatCompletionService _inner;
+
+    /// <summary>Creates the service over <paramref name="chatClient"/>; disposing the service disposes the client.</summary>
+    /// <param name="chatClient">The Jamba chat client.</param>
+    /// <param name="loggerFactory">Logs function invocations.</param>
+    /// <param name="serviceProvider">Services for function invocation (optional).</param>
+    public JambaChatCompletionService(JambaChatClient chatClient, ILoggerFactory? loggerFactory = null, IServiceProvider? serviceProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(chatClient);
+        ChatClient = chatClient;
+        _pipeline = chatClient.AsBuilder().UseKernelFunctionInvocation(loggerFactory).Build(serviceProvider);
+        _inner = _pipeline.AsChatCompletionService(serviceProvider);
+        var attributes = new Dictionary<string, object?> { [AIServiceExtensions.ModelIdKey] = chatClient.ModelId };
+        if (chatClient.Metadata.ProviderUri is { } uri) attributes[AIServiceExtensions.EndpointKey] = uri.ToString();
+        Attributes = new ReadOnlyDictionary<string, object?>(attributes);
+    }
+
+    /// <summary>
+    /// Creates the service for the checkpoint in <paramref name="modelPath"/>, loaded on first use and shared through
+    /// <see cref="JambaModelRegistry.Shared"/> with every other client of the same path, device and dtype.
+    /// </summary>
+    /// <param name="modelPath">The checkpoint folder (with tokenizer files; the chat template is read from it).</param>
+    /// <param name="options">Chat client settings.</param>
+    /// <param name="loadOptions">Device, dtype and engine limits.</param>
+    /// <param name="loggerFactory">Logging.</param>
+    public JambaChatCompletionService(string modelPath, JambaChatClientOptions? options = null, ModelLoadOptions? loadOptions = null, ILoggerFactory? loggerFactory = null)
+        : this(JambaChatClient.Create(modelPath, options, loadOptions, loggerFactory?.CreateLogger<JambaChatClient>()), loggerFactory)
+    {
+    }
+
+    /// <summary>The underlying chat client (without function invocation).</summary>
+    public JambaChatClient ChatClient { get; }
+
+    /// <inheritdoc />
+    public IReadOnlyDictionary<string, object?> Attributes { get; }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<ChatMessageContent>> GetChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default) =>
+        _inner.GetChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken);
+
+    /// <inheritdoc />
+    public IAsyncEnumerable<StreamingChatMessageContent> GetStreamingChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default) =>
+        _inner.GetStreamingChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken);
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<TextContent>> GetTextContentsAsync(string prompt, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var history = new ChatHistory();
+        history.AddUserMessage(prompt);
+        var messages = await GetChatMessageContentsAsync(history, executionSettings, kernel, cancellationToken).ConfigureAwait(false);
+        return messages.Select(m => new TextContent(m.Content, m.ModelId ?? ChatClient.ModelId, m.InnerContent, m.Encoding, m.Metadata)).ToList();
+    }
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<StreamingTextContent> GetStreamingTextContentsAsync(string prompt, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var history = new ChatHistory();
+        history.AddUserMessage(prompt);
+        await foreach (var update in GetStreamingChatMessageContentsAsync(history, executionSettings, kernel, cancellationToken).ConfigureAwait(false))
+            yield return new StreamingTextContent(update.Content, update.ChoiceIndex, update.ModelId ?? ChatClient.ModelId, update.InnerContent, update.Encoding, update.Metadata);
+    }
+
+    /// <summary>Disposes the chat client (releasing its model lease when it owns one).</summary>
+    public void Dispose() => _pipeline.Dispose();
+
+    private static PromptExecutionSettings? Convert(PromptExecutionSettings? settings) =>
+        settings is null ? null : JambaPromptExecutionSettings.FromExecutionSettings(settings);
+}

@@ -1,0 +1,176 @@
+using System.Collections.ObjectModel;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Jamba.Inference.Generation;
+using Microsoft.SemanticKernel;
+
+namespace Jamba.SemanticKernel;
+
+/// <summary>
+/// Semantic Kernel execution settings of a local Jamba model. JSON names follow SK's other connectors
+/// (<c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>max_tokens</c>, <c>stop_sequences</c>, <c>seed</c>,
+/// <c>presence_penalty</c>, <c>frequency_penalty</c>) plus Jamba's own (<c>repetition_penalty</c>, <c>min_p</c>,
+/// <c>documents</c>, <c>chat_template_kwargs</c>, <c>response_format</c>), so prompt configs written for another
+/// connector work here too. Unset values (null) fall back to the client's defaults.
+/// </summary>
+[JsonNumberHandling(JsonNumberHandling.AllowReadingFromString)]
+public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
+{
+    private float? _temperature;
+    private float? _topP;
+    private int? _topK;
+    private int? _maxTokens;
+    private IList<string>? _stopSequences;
+    private long? _seed;
+    private float? _presencePenalty;
+    private float? _frequencyPenalty;
+    private float? _repetitionPenalty;
+    private float? _minP;
+    private IList<IDictionary<string, object?>>? _documents;
+    private IDictionary<string, object?>? _chatTemplateKwargs;
+    private string? _responseFormat;
+
+    /// <summary>Softmax temperature; 0 is greedy decoding (0…100).</summary>
+    [JsonPropertyName("temperature"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? Temperature { get => _temperature; set { ThrowIfFrozen(); _temperature = value; } }
+
+    /// <summary>Nucleus sampling cutoff (0 &lt; p ≤ 1).</summary>
+    [JsonPropertyName("top_p"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? TopP { get => _topP; set { ThrowIfFrozen(); _topP = value; } }
+
+    /// <summary>Keep only the k most likely tokens (0 = off).</summary>
+    [JsonPropertyName("top_k"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? TopK { get => _topK; set { ThrowIfFrozen(); _topK = value; } }
+
+    /// <summary>Most tokens to generate.</summary>
+    [JsonPropertyName("max_tokens"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? MaxTokens { get => _maxTokens; set { ThrowIfFrozen(); _maxTokens = value; } }
+
+    /// <summary>Texts that end generation (never part of the output; at most 16).</summary>
+    [JsonPropertyName("stop_sequences"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IList<string>? StopSequences { get => _stopSequences; set { ThrowIfFrozen(); _stopSequences = value; } }
+
+    /// <summary>Random seed: the same seed, prompt and settings give the same output.</summary>
+    [JsonPropertyName("seed"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? Seed { get => _seed; set { ThrowIfFrozen(); _seed = value; } }
+
+    /// <summary>OpenAI presence penalty (−2…2).</summary>
+    [JsonPropertyName("presence_penalty"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? PresencePenalty { get => _presencePenalty; set { ThrowIfFrozen(); _presencePenalty = value; } }
+
+    /// <summary>OpenAI frequency penalty (−2…2).</summary>
+    [JsonPropertyName("frequency_penalty"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? FrequencyPenalty { get => _frequencyPenalty; set { ThrowIfFrozen(); _frequencyPenalty = value; } }
+
+    /// <summary>Hugging Face repetition penalty over prompt and output (&gt; 0; 1 = off).</summary>
+    [JsonPropertyName("repetition_penalty"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? RepetitionPenalty { get => _repetitionPenalty; set { ThrowIfFrozen(); _repetitionPenalty = value; } }
+
+    /// <summary>Drop tokens less likely than <c>min_p × p(max)</c> (0…1).</summary>
+    [JsonPropertyName("min_p"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public float? MinP { get => _minP; set { ThrowIfFrozen(); _minP = value; } }
+
+    /// <summary>RAG documents for the chat template's <c>documents</c> variable (e.g. <c>{"title": …, "text": …}</c>).</summary>
+    [JsonPropertyName("documents"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IList<IDictionary<string, object?>>? Documents { get => _documents; set { ThrowIfFrozen(); _documents = value; } }
+
+    /// <summary>Extra chat-template variables (e.g. <c>knobs</c>, <c>thinking_prefix</c>).</summary>
+    [JsonPropertyName("chat_template_kwargs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IDictionary<string, object?>? ChatTemplateKwargs { get => _chatTemplateKwargs; set { ThrowIfFrozen(); _chatTemplateKwargs = value; } }
+
+    /// <summary><c>"json_object"</c> turns on the template's JSON mode (Jamba 1.6+ knobs); <c>"text"</c> or null: plain text.</summary>
+    [JsonPropertyName("response_format"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? ResponseFormat { get => _responseFormat; set { ThrowIfFrozen(); _responseFormat = value; } }
+
+    /// <inheritdoc />
+    public override void Freeze()
+    {
+        if (IsFrozen) return;
+        base.Freeze();
+        if (_stopSequences is not null) _stopSequences = new ReadOnlyCollection<string>(_stopSequences.ToList());
+        if (_documents is not null) _documents = new ReadOnlyCollection<IDictionary<string, object?>>(_documents.Select(d => (IDictionary<string, object?>)new ReadOnlyDictionary<string, object?>(new Dictionary<string, object?>(d))).ToList());
+        if (_chatTemplateKwargs is not null) _chatTemplateKwargs = new ReadOnlyDictionary<string, object?>(new Dictionary<string, object?>(_chatTemplateKwargs));
+    }
+
+    /// <inheritdoc />
+    public override PromptExecutionSettings Clone() => new JambaPromptExecutionSettings
+    {
+        ModelId = ModelId,
+        ServiceId = ServiceId,
+        ExtensionData = ExtensionData is null ? null : new Dictionary<string, object>(ExtensionData),
+        FunctionChoiceBehavior = FunctionChoiceBehavior,
+        Temperature = Temperature,
+        TopP = TopP,
+        TopK = TopK,
+        MaxTokens = MaxTokens,
+        StopSequences = StopSequences is null ? null : new List<string>(StopSequences),
+        Seed = Seed,
+        PresencePenalty = PresencePenalty,
+        FrequencyPenalty = FrequencyPenalty,
+        RepetitionPenalty = RepetitionPenalty,
+        MinP = MinP,
+        Documents = Documents?.Select(d => (IDictionary<string, object?>)new Dictionary<string, object?>(d)).ToList(),
+        ChatTemplateKwargs = ChatTemplateKwargs is null ? null : new Dictionary<string, object?>(ChatTemplateKwargs),
+        ResponseFormat = ResponseFormat,
+    };
+
+    /// <summary>
+    /// Converts any execution settings to Jamba settings: null gives defaults (with <paramref name="defaultMaxTokens"/>),
+    /// a <see cref="JambaPromptExecutionSettings"/> is returned as is, anything else (a plain
+    /// <see cref="PromptExecutionSettings"/> with <c>ExtensionData</c>, or another connector's settings) is mapped by
+    /// its JSON names; unknown names stay in <see cref="PromptExecutionSettings.ExtensionData"/>.
+    /// </summary>
+    /// <param name="executionSettings">The settings to convert.</param>
+    /// <param name="defaultMaxTokens">Max tokens when the settings do not say.</param>
+    /// <exception cref="ArgumentException">A value has the wrong JSON type (e.g. <c>"max_tokens": "many"</c>).</exception>
+    public static JambaPromptExecutionSettings FromExecutionSettings(PromptExecutionSettings? executionSettings, int? defaultMaxTokens = null)
+    {
+        switch (executionSettings)
+        {
+            case null:
+                return new JambaPromptExecutionSettings { MaxTokens = defaultMaxTokens };
+            case JambaPromptExecutionSettings jamba:
+                return jamba;
+        }
+        JambaPromptExecutionSettings? result;
+        try
+        {
+            string json = JsonSerializer.Serialize(executionSettings, executionSettings.GetType());
+            result = JsonSerializer.Deserialize<JambaPromptExecutionSettings>(json);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        {
+            throw new ArgumentException($"The execution settings cannot be read as Jamba settings: {ex.Message}", nameof(executionSettings), ex);
+        }
+        result ??= new JambaPromptExecutionSettings();
+        // Keep what JSON cannot carry (the function list of the choice behavior) and the identity.
+        result.FunctionChoiceBehavior = executionSettings.FunctionChoiceBehavior;
+        result.ServiceId = executionSettings.ServiceId;
+        result.ModelId = executionSettings.ModelId;
+        result.MaxTokens ??= defaultMaxTokens;
+        return result;
+    }
+
+    /// <summary>
+    /// The engine options these settings describe (for direct use of the engine; chat requests go through
+    /// <see cref="PromptExecutionSettingsExtensions.ToChatOptions"/>): <paramref name="defaults"/> (copied) with every set value applied.
+    /// </summary>
+    /// <param name="defaults">Values for unset settings; null = <see cref="GenerationOptions"/>'s defaults.</param>
+    public GenerationOptions ToGenerationOptions(GenerationOptions? defaults = null)
+    {
+        var g = (defaults ?? new GenerationOptions()).Clone();
+        if (MaxTokens is { } max) g.MaxNewTokens = max;
+        if (Temperature is { } t) g.Temperature = t;
+        if (TopP is { } p) g.TopP = p;
+        if (TopK is { } k) g.TopK = k;
+        if (Seed is { } seed) g.Seed = seed;
+        if (PresencePenalty is { } pp) g.PresencePenalty = pp;
+        if (FrequencyPenalty is { } fp) g.FrequencyPenalty = fp;
+        if (RepetitionPenalty is { } rp) g.RepetitionPenalty = rp;
+        if (MinP is { } minP) g.MinP = minP;
+        if (StopSequences is { } stops)
+            foreach (var s in stops)
+                if (!string.IsNullOrEmpty(s) && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
+        return g;
+    }
+}
