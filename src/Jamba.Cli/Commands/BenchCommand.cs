@@ -6,6 +6,7 @@ using Jamba.Cli.Infrastructure;
 using Jamba.Inference.Caching;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
+using Jamba.Inference.Modeling;
 using Spectre.Console;
 using Spectre.Console.Cli;
 using TorchSharp;
@@ -60,6 +61,11 @@ internal sealed class BenchSettings : ModelSettings
     [Description("Seed of the random prompts.")]
     [DefaultValue(0)]
     public int Seed { get; set; }
+
+    [CommandOption("--profile <STEPS>")]
+    [Description("Also time this many decode steps layer by layer (batch 1, on the model directly) and report the time per layer kind.")]
+    [DefaultValue(0)]
+    public int Profile { get; set; }
 
     [CommandOption("--json")]
     [Description("Print one JSON object.")]
@@ -122,6 +128,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         var prefillRows = new List<PrefillRow>();
         var streamRows = new List<StreamsRow>();
         SnapshotRow? snapshotRow = null;
+        DecodeProfile? profile = null;
 
         async Task Measure(Action<string> status)
         {
@@ -153,6 +160,11 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     runs.Add(await RunStreams(handle, s, settings.StreamPromptTokens, settings.NewTokens, Prompt, Options, cancellationToken).ConfigureAwait(false));
                 }
                 streamRows.Add(runs.OrderBy(x => x.AggregateTps).ElementAt(runs.Count / 2));
+            }
+            if (settings.Profile > 0)
+            {
+                status($"Profiling {settings.Profile} decode steps");
+                profile = await Task.Run(() => DecodeProfiler.Profile(handle.Model, Math.Max(16, promptLengths.Min()), settings.Profile), cancellationToken).ConfigureAwait(false);
             }
             if (settings.SnapshotTtft > 0)
             {
@@ -215,6 +227,14 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     ["snapshot_bytes"] = snapshotRow.SnapshotBytes,
                     ["speedup"] = JsonOutput.Number(snapshotRow.ColdTtft / snapshotRow.SnapshotTtft, 2),
                 },
+                ["decode_profile"] = profile is null ? null : new JsonObject
+                {
+                    ["step_ms"] = JsonOutput.Number(profile.StepMilliseconds, 3),
+                    ["embedding_ms"] = JsonOutput.Number(profile.EmbeddingMilliseconds, 3),
+                    ["head_ms"] = JsonOutput.Number(profile.HeadMilliseconds, 3),
+                    ["by_kind_ms"] = new JsonObject(profile.ByKind.Select(kv => new KeyValuePair<string, JsonNode?>(kv.Key, JsonOutput.Number(kv.Value, 3)))),
+                    ["layers_ms"] = new JsonArray(profile.LayerMilliseconds.Select((v, i) => (JsonNode)new JsonObject { ["layer"] = i, ["kind"] = profile.LayerKinds[i], ["ms"] = JsonOutput.Number(v, 3) }).ToArray()),
+                },
                 ["rss_after_load_bytes"] = rssAfterLoad,
                 ["peak_rss_bytes"] = peak,
             };
@@ -238,6 +258,9 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
             foreach (var r in streamRows) streams.AddRow(r.Streams.ToString(CultureInfo.InvariantCulture), F(r.AggregateTps), F(r.AggregateTps / r.Streams));
             io.Console.Write(streams);
         }
+        if (profile is not null)
+            io.Console.MarkupLine(Markup.Escape($"Decode step {profile.StepMilliseconds:0.00} ms: embedding {profile.EmbeddingMilliseconds:0.00}, " +
+                string.Join(", ", profile.ByKind.Select(kv => $"{kv.Key} {kv.Value:0.00}")) + $", final norm + LM head {profile.HeadMilliseconds:0.00} ms"));
         if (snapshotRow is { } snap)
             io.Console.MarkupLine(Markup.Escape($"TTFT after a {snap.PrefixTokens}-token prefix: cold {snap.ColdTtft * 1000:0.0} ms, from snapshot {snap.SnapshotTtft * 1000:0.0} ms ({snap.ColdTtft / snap.SnapshotTtft:0.0}×; snapshot {ModelArithmetic.FormatBytes(snap.SnapshotBytes)}, made in {snap.CreateSeconds:0.00} s)"));
         io.Console.MarkupLine(Markup.Escape($"Memory: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));

@@ -212,7 +212,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new SafetensorsTensorInfo(name, dtype, shape.ToArray(), begin, end);
     }
 
-    /// <summary>The stored bytes of <paramref name="info"/>, straight from the mapping, in slices of at most <paramref name="maxSlice"/> bytes.</summary>
+    /// <summary>The stored bytes of <paramref name="info"/>, straight from the mapping, in slices of at most <paramref name="maxSlice"/> bytes.
+    /// Pages already consumed are released from this process's mapping (Linux), so loading never holds the file's pages
+    /// and the copied weights at once: peak memory stays near the size of the weights.</summary>
     internal void ReadSlices(SafetensorsTensorInfo info, long maxSlice, ReadOnlySpanAction<byte, long> consume)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -220,10 +222,35 @@ public sealed unsafe class SafetensorsFile : IDisposable
         while (done < info.ByteLength)
         {
             long n = Math.Min(maxSlice, info.ByteLength - done);
-            consume(new ReadOnlySpan<byte>(_base + _dataStart + info.Begin + done, (int)n), done);
+            byte* start = _base + _dataStart + info.Begin + done;
+            consume(new ReadOnlySpan<byte>(start, (int)n), done);
+            ReleasePages(start, n);
             done += n;
         }
     }
+
+    private static void ReleasePages(byte* start, long length)
+    {
+        if (!OperatingSystem.IsLinux() || _madviseUnavailable) return;
+        const long page = 4096;
+        long first = ((long)start + page - 1) & ~(page - 1);
+        long last = ((long)start + length) & ~(page - 1);
+        try
+        {
+            if (last > first) _ = Madvise((nint)first, (nuint)(last - first), MadvDontNeed);
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
+        {
+            _madviseUnavailable = true; // only an optimisation
+        }
+    }
+
+    private static bool _madviseUnavailable;
+
+    private const int MadvDontNeed = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise")]
+    private static extern int Madvise(nint address, nuint length, int advice);
 
     /// <summary>Receives one slice of a tensor's bytes and its offset.</summary>
     internal delegate void ReadOnlySpanAction<T, in TArg>(ReadOnlySpan<T> span, TArg arg);
