@@ -96,7 +96,8 @@ public sealed class JambaForCausalLM : nn.Module
         using var noGrad = Trainable ? null : torch.no_grad();
         var hidden = model.Forward(inputIds.to(Device), attentionMask?.to(Device), cache, observer);
         if (positions == LogitPositions.Last) hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
-        var logits = nn.functional.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight);
+        var head = lm_head?.weight ?? model.embed_tokens.weight;
+        var logits = CpuGemv.TryLinear(hidden, head, null) ?? nn.functional.linear(hidden, head);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

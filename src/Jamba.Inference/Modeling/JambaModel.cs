@@ -95,7 +95,9 @@ public sealed class JambaModel : nn.Module
     internal static ForwardMasks BuildMasks(Tensor? attentionMask, int past, long newTokens, ScalarType dtype, Device device)
     {
         bool padded = attentionMask is not null && attentionMask.eq(0).any().item<bool>();
-        if (!padded && (past == 0 || newTokens == 1)) return new ForwardMasks(null, null);
+        // Without padding the attention kernel applies the causal rule (offset by the cached prefix) itself, block by
+        // block, so no [L, past+L] mask is ever built: memory stays flat however long the context.
+        if (!padded) return new ForwardMasks(null, null);
         long total = past + newTokens;
         // Query i (absolute position past+i) may see key j iff j <= past+i and j is not padding.
         var queryPos = torch.arange(past, total, device: device).unsqueeze(1);   // [L, 1]

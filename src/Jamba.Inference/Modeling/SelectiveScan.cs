@@ -65,23 +65,42 @@ public static class SelectiveScan
     private static Tensor RunCpu(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
     {
         using var scope = NewDisposeScope();
-        var y = RunCpuKernel(x.to(ScalarType.Float32).contiguous(), delta.to(ScalarType.Float32).contiguous(), a.to(ScalarType.Float32).contiguous(),
+        // The big per-channel inputs (x, Δ) are read as they are (fp32 or bf16, widened in registers) and y is written in
+        // x's dtype: no full-size conversion copies around the kernel. B and C are small ([B, L, N]) and made fp32.
+        static Tensor Native(Tensor t) => (t.dtype is ScalarType.Float32 or ScalarType.BFloat16 ? t : t.to(ScalarType.Float32)).contiguous();
+        var y = RunCpuKernel(Native(x), Native(delta), a.to(ScalarType.Float32).contiguous(),
             bMat.to(ScalarType.Float32).contiguous(), cMat.to(ScalarType.Float32).contiguous(), dSkip.to(ScalarType.Float32).contiguous(), state);
         return y.MoveToOuterDisposeScope();
     }
 
-    /// <summary>The CPU kernel on fp32 contiguous inputs; returns a new <c>y</c> and updates <paramref name="state"/> in place.</summary>
+    /// <summary>The CPU kernel on contiguous inputs (<c>x</c>, <c>Δ</c> fp32 or bf16; the rest fp32); returns a new <c>y</c>
+    /// in <c>x</c>'s dtype and updates <paramref name="state"/> in place.</summary>
     internal static unsafe Tensor RunCpuKernel(Tensor xf, Tensor dt, Tensor af, Tensor bf, Tensor cf, Tensor df, Tensor state)
     {
         int batch = (int)xf.shape[0], d = (int)xf.shape[1], l = (int)xf.shape[2], n = (int)af.shape[1];
-        var y = torch.empty([batch, d, l], dtype: ScalarType.Float32);
-        float* px = Ptr(xf), pdt = Ptr(dt), pa = Ptr(af), pb = Ptr(bf), pc = Ptr(cf), pd = Ptr(df), ph = Ptr(state), py = Ptr(y);
-        nint ix = (nint)px, idt = (nint)pdt, ia = (nint)pa, ib = (nint)pb, ic = (nint)pc, id = (nint)pd, ih = (nint)ph, iy = (nint)py;
+        bool xHalf = xf.dtype == ScalarType.BFloat16, dtHalf = dt.dtype == ScalarType.BFloat16;
+        var y = torch.empty([batch, d, l], dtype: xf.dtype);
+        float* pa = Ptr(af), pb = Ptr(bf), pc = Ptr(cf), pd = Ptr(df), ph = Ptr(state);
+        nint ix = Address(xf), idt = Address(dt), ia = (nint)pa, ib = (nint)pb, ic = (nint)pc, id = (nint)pd, ih = (nint)ph, iy = Address(y);
         int rows = batch * d;
+        int xSize = xHalf ? 2 : 4, dtSize = dtHalf ? 2 : 4;
         void Row(int r)
         {
             int bi = r / d, di = r % d;
-            float* xr = (float*)ix + (long)r * l, dtr = (float*)idt + (long)r * l, yr = (float*)iy + (long)r * l;
+            // Rows are staged through fp32 scratch when stored as bf16 (one row is at most a chunk of the prompt).
+            Span<float> xBuf = xHalf ? new float[l] : default, dtBuf = dtHalf ? new float[l] : default, yBuf = xHalf ? new float[l] : default;
+            float* xr, dtr, yr;
+            fixed (float* xb = xBuf, db = dtBuf, yb = yBuf)
+            {
+                byte* xSrc = (byte*)ix + (long)r * l * xSize, dtSrc = (byte*)idt + (long)r * l * dtSize;
+                if (xHalf) { Widen((ushort*)xSrc, xb, l); xr = xb; yr = yb; } else { xr = (float*)xSrc; yr = (float*)iy + (long)r * l; }
+                if (dtHalf) { Widen((ushort*)dtSrc, db, l); dtr = db; } else dtr = (float*)dtSrc;
+                RowCore(r, bi, di, xr, dtr, yr);
+                if (xHalf) Narrow(yb, (ushort*)iy + (long)r * l, l);
+            }
+        }
+        void RowCore(int r, int bi, int di, float* xr, float* dtr, float* yr)
+        {
             float* ar = (float*)ia + (long)di * n, hr = (float*)ih + (long)r * n;
             float* bb = (float*)ib + (long)bi * l * n, cb = (float*)ic + (long)bi * l * n;
             float dskip = ((float*)id)[di];
@@ -145,6 +164,20 @@ public static class SelectiveScan
     }
 
     private static unsafe float* Ptr(Tensor t) => (float*)Address(t);
+
+    private static unsafe void Widen(ushort* src, float* dst, int count)
+    {
+        for (int i = 0; i < count; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)src[i] << 16);
+    }
+
+    private static unsafe void Narrow(float* src, ushort* dst, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            uint bits = BitConverter.SingleToUInt32Bits(src[i]);
+            dst[i] = float.IsNaN(src[i]) ? (ushort)((bits >> 16) | 0x40) : (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+        }
+    }
 
     /// <summary>The data address of a contiguous CPU tensor.</summary>
     internal static unsafe nint Address(Tensor t) => (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref t.bytes.GetPinnableReference());
