@@ -264,6 +264,23 @@ public sealed class JambaChatClient : IChatClient
     }
 
     /// <summary>
+    /// Prefills the documents (with the system prompt and the prompt-shaping settings of <paramref name="options"/>: citation
+    /// mode, JSON mode, instructions, template variables) once into a context snapshot and returns a
+    /// <see cref="DocumentSession"/> that answers any number of questions from it, each paying only for its own tokens.
+    /// </summary>
+    /// <param name="documents">The documents, in prompt order.</param>
+    /// <param name="systemPrompt">The system prompt, or null.</param>
+    /// <param name="options">Session options (prompt-shaping settings, and default generation settings for the answers).</param>
+    /// <param name="progress">Reports the prefill (tokens done / total).</param>
+    /// <param name="cancellationToken">Cancels the prefill.</param>
+    /// <exception cref="ContextLengthExceededException">The prefix does not fit the engine's context limit (before any work).</exception>
+    /// <exception cref="NotSupportedException">The client does not run a loaded model (e.g. a test double).</exception>
+    public Task<DocumentSession> CreateDocumentSessionAsync(
+        IEnumerable<JambaDocument> documents, string? systemPrompt = null, ChatOptions? options = null,
+        IProgress<PrefillProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        DocumentSession.CreateAsync(this, documents, systemPrompt, options, progress, _logger, cancellationToken);
+
+    /// <summary>
     /// Puts the citation section the parser saw (if any) on the final update: the resolved <see cref="JambaCitation"/>s under
     /// <see cref="JambaCitations.AdditionalPropertiesKey"/> and, as MEAI annotations, <see cref="CitationAnnotation"/>s on
     /// an (empty) <see cref="TextContent"/>.

@@ -78,12 +78,23 @@ public static class JambaChatOptionsExtensions
         return knobs?["citation_mode"] is JsonValue v && v.TryGetValue<string>(out var s) && s == "fast" ? JambaCitationMode.Fast : JambaCitationMode.Off;
     }
 
-    /// <summary>The citations the model gave in its answer (empty when it gave none or citation mode was off).</summary>
+    /// <summary>
+    /// The citations the model gave in its answer (empty when it gave none or citation mode was off): from the response's
+    /// <c>AdditionalProperties["citations"]</c>, else from its last message's (where <c>ToChatResponse</c> puts the final
+    /// update's properties).
+    /// </summary>
     /// <param name="response">A response of <see cref="JambaChatClient"/>.</param>
     public static IReadOnlyList<JambaCitation> GetCitations(this ChatResponse response)
     {
         ArgumentNullException.ThrowIfNull(response);
-        return Read(response.AdditionalProperties);
+        var top = Read(response.AdditionalProperties);
+        if (top.Count > 0) return top;
+        for (int i = response.Messages.Count - 1; i >= 0; i--)
+        {
+            var found = Read(response.Messages[i].AdditionalProperties);
+            if (found.Count > 0) return found;
+        }
+        return [];
     }
 
     /// <summary>The citations carried by a streamed update (only the final update has them).</summary>

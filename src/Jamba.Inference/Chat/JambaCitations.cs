@@ -19,7 +19,7 @@ public static class JambaCitations
     public const string CloseTag = "</citations>";
     /// <summary>
     /// The key under which the chat client puts the <see cref="IReadOnlyList{T}"/> of <see cref="JambaCitation"/> in the
-    /// final update's (and so the response's) <c>AdditionalProperties</c>.
+    /// final update's <c>AdditionalProperties</c> (which <c>ToChatResponse</c> moves to the response message's).
     /// </summary>
     public const string AdditionalPropertiesKey = "citations";
     /// <summary>The <see cref="AIAnnotation.AdditionalProperties"/> key of a <see cref="CitationAnnotation"/>'s document number.</summary>
