@@ -98,6 +98,22 @@ public sealed class CitationTests
     }
 
     [Fact]
+    public async Task SemanticKernelMessagesCarryTheCitationsInTheirMetadata()
+    {
+        var script = new ScriptedGenerator([RecordedAnswer()], 4);
+        using var service = new JambaChatCompletionService(script.CreateClient());
+        var history = new Microsoft.SemanticKernel.ChatCompletion.ChatHistory();
+        history.AddUserMessage("What is Jamba?");
+        var settings = new JambaPromptExecutionSettings { CitationMode = "fast" }.WithDocuments(Docs);
+        var message = (await service.GetChatMessageContentsAsync(history, settings)).Single();
+        Assert.Equal("A hybrid SSM-Transformer model.", message.Content);
+        Assert.Contains("## Citation Mode", script.Prompts[0]);
+        var citations = Assert.IsAssignableFrom<IReadOnlyList<JambaCitation>>(message.Metadata![JambaCitations.AdditionalPropertiesKey]);
+        // Through SK the documents travel as JSON (no caller ids): the citations name the document numbers and titles.
+        Assert.Equal([new JambaCitation(0, null, "Jamba architecture"), new JambaCitation(1, null, "Context length")], citations);
+    }
+
+    [Fact]
     public async Task MalformedSectionIsReleasedAsTextWithAWarning()
     {
         var logger = new ListLogger();
