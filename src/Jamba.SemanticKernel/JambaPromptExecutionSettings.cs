@@ -1,6 +1,7 @@
 using System.Collections.ObjectModel;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Jamba.Inference.Chat;
 using Jamba.Inference.Generation;
 using Microsoft.SemanticKernel;
 
@@ -10,7 +11,7 @@ namespace Jamba.SemanticKernel;
 /// Semantic Kernel execution settings of a local Jamba model. JSON names follow SK's other connectors
 /// (<c>temperature</c>, <c>top_p</c>, <c>top_k</c>, <c>max_tokens</c>, <c>stop_sequences</c>, <c>seed</c>,
 /// <c>presence_penalty</c>, <c>frequency_penalty</c>) plus Jamba's own (<c>repetition_penalty</c>, <c>min_p</c>,
-/// <c>documents</c>, <c>chat_template_kwargs</c>, <c>response_format</c>), so prompt configs written for another
+/// <c>documents</c>, <c>citation_mode</c>, <c>knobs</c>, <c>chat_template_kwargs</c>, <c>response_format</c>), so prompt configs written for another
 /// connector work here too. Unset values (null) fall back to the client's defaults.
 /// </summary>
 [JsonNumberHandling(JsonNumberHandling.AllowReadingFromString)]
@@ -29,6 +30,8 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
     private IList<IDictionary<string, object?>>? _documents;
     private IDictionary<string, object?>? _chatTemplateKwargs;
     private string? _responseFormat;
+    private string? _citationMode;
+    private IDictionary<string, object?>? _knobs;
 
     /// <summary>Softmax temperature; 0 is greedy decoding (0…100).</summary>
     [JsonPropertyName("temperature"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
@@ -78,6 +81,30 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
     [JsonPropertyName("chat_template_kwargs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IDictionary<string, object?>? ChatTemplateKwargs { get => _chatTemplateKwargs; set { ThrowIfFrozen(); _chatTemplateKwargs = value; } }
 
+    /// <summary>
+    /// <c>"fast"</c> asks the model to end its answer with the documents it used (<c>&lt;citations&gt;[0, 2]&lt;/citations&gt;</c>;
+    /// Jamba 1.5+ knobs); the section is taken out of the text and reported as citations (the chat response's
+    /// <c>citations</c> metadata and <c>CitationAnnotation</c>s). <c>"off"</c> or null: no citations.
+    /// </summary>
+    [JsonPropertyName("citation_mode"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? CitationMode { get => _citationMode; set { ThrowIfFrozen(); _citationMode = value; } }
+
+    /// <summary>The template's <c>knobs</c> object verbatim (wins over <see cref="CitationMode"/> and <see cref="ResponseFormat"/>).</summary>
+    [JsonPropertyName("knobs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IDictionary<string, object?>? Knobs { get => _knobs; set { ThrowIfFrozen(); _knobs = value; } }
+
+    /// <summary>
+    /// Sets <see cref="Documents"/> from typed documents (their template form, <see cref="JambaDocument.ToTemplateObject"/>;
+    /// <see cref="JambaDocument.Id"/> is not carried, so citations report document numbers); returns these settings.
+    /// </summary>
+    /// <param name="documents">The documents, in prompt order.</param>
+    public JambaPromptExecutionSettings WithDocuments(IEnumerable<JambaDocument> documents)
+    {
+        ArgumentNullException.ThrowIfNull(documents);
+        Documents = documents.Select(d => (IDictionary<string, object?>)d.ToTemplateObject().ToDictionary(kv => kv.Key, kv => (object?)kv.Value?.DeepClone())).ToList();
+        return this;
+    }
+
     /// <summary><c>"json_object"</c> turns on the template's JSON mode (Jamba 1.6+ knobs); <c>"text"</c> or null: plain text.</summary>
     [JsonPropertyName("response_format"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? ResponseFormat { get => _responseFormat; set { ThrowIfFrozen(); _responseFormat = value; } }
@@ -90,6 +117,7 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
         if (_stopSequences is not null) _stopSequences = new ReadOnlyCollection<string>(_stopSequences.ToList());
         if (_documents is not null) _documents = new ReadOnlyCollection<IDictionary<string, object?>>(_documents.Select(d => (IDictionary<string, object?>)new ReadOnlyDictionary<string, object?>(new Dictionary<string, object?>(d))).ToList());
         if (_chatTemplateKwargs is not null) _chatTemplateKwargs = new ReadOnlyDictionary<string, object?>(new Dictionary<string, object?>(_chatTemplateKwargs));
+        if (_knobs is not null) _knobs = new ReadOnlyDictionary<string, object?>(new Dictionary<string, object?>(_knobs));
     }
 
     /// <inheritdoc />
@@ -112,6 +140,8 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
         Documents = Documents?.Select(d => (IDictionary<string, object?>)new Dictionary<string, object?>(d)).ToList(),
         ChatTemplateKwargs = ChatTemplateKwargs is null ? null : new Dictionary<string, object?>(ChatTemplateKwargs),
         ResponseFormat = ResponseFormat,
+        CitationMode = CitationMode,
+        Knobs = Knobs is null ? null : new Dictionary<string, object?>(Knobs),
     };
 
     /// <summary>

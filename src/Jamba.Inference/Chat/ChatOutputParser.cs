@@ -8,9 +8,10 @@ namespace Jamba.Inference.Chat;
 /// <summary>
 /// Turns a model's streamed output text into chat contents: plain text (<see cref="TextContent"/>),
 /// reasoning (<see cref="TextReasoningContent"/>, the part before <c>&lt;/think&gt;</c> when the prompt
-/// primed a <c>&lt;think&gt;</c> block) and tool calls (<see cref="FunctionCallContent"/>).
-/// Tool-call markup is buffered until it is complete, so it never leaks into the text: text that could
-/// still become an opening tag is held back until the next piece decides. Markup whose JSON is malformed
+/// primed a <c>&lt;think&gt;</c> block), tool calls (<see cref="FunctionCallContent"/>) and, when asked, the
+/// citation section (<c>&lt;citations&gt;[0, 2]&lt;/citations&gt;</c>, see <see cref="CitedDocumentIndexes"/>).
+/// Tool-call and citation markup is buffered until it is complete, so it never leaks into the text: text that could
+/// still become an opening tag is held back until the next piece decides. Markup whose content is malformed
 /// is released as plain text and a warning is logged; nothing here throws on model output.
 /// Leading whitespace of the answer is dropped (Jamba templates end the prompt right after the role
 /// marker), and whitespace just before or between tool calls is dropped. Not thread-safe: one per generation.
@@ -20,13 +21,15 @@ public sealed class ChatOutputParser
     private const string ThinkClose = "</think>";
     private const string ThinkOpen = "<think>";
 
-    private enum State { Reasoning, Content, Tool }
+    private enum State { Reasoning, Content, Tool, Citations }
 
     private readonly ToolCallFormat _format;
     private readonly string _open;
     private readonly string _close;
     private readonly ILogger _logger;
+    private readonly bool _parseCitations;
     private readonly StringBuilder _buf = new();
+    private List<int>? _citations;
     private readonly StringBuilder _heldWhitespace = new();
     private State _state;
     private bool _atContentStart = true;
@@ -37,9 +40,11 @@ public sealed class ChatOutputParser
     /// <summary>Creates a parser.</summary>
     /// <param name="format">The tool-call markup to recognize (<see cref="ToolCallFormat.None"/>: none).</param>
     /// <param name="startInReasoning">Whether the output starts inside a <c>&lt;think&gt;</c> block (the prompt ended with <c>&lt;think&gt;</c>).</param>
-    /// <param name="logger">Receives a warning for each malformed tool call.</param>
-    public ChatOutputParser(ToolCallFormat format, bool startInReasoning = false, ILogger? logger = null)
+    /// <param name="logger">Receives a warning for each malformed tool call or citation section.</param>
+    /// <param name="parseCitations">Whether to take <c>&lt;citations&gt;…&lt;/citations&gt;</c> out of the text (see <see cref="CitedDocumentIndexes"/>).</param>
+    public ChatOutputParser(ToolCallFormat format, bool startInReasoning = false, ILogger? logger = null, bool parseCitations = false)
     {
+        _parseCitations = parseCitations;
         _format = format;
         _open = ToolCallParser.OpenTag(format);
         _close = ToolCallParser.CloseTag(format);
@@ -52,6 +57,12 @@ public sealed class ChatOutputParser
 
     /// <summary>Tool-call blocks released as plain text because they were malformed.</summary>
     public int MalformedToolCallCount => _malformed;
+
+    /// <summary>
+    /// The document numbers of the citation section(s) seen so far (in order, without duplicates), or null when the output
+    /// has none (yet). Only with <c>parseCitations</c>.
+    /// </summary>
+    public IReadOnlyList<int>? CitedDocumentIndexes => _citations;
 
     /// <summary>Feeds the next piece of output; returns the contents it completes (possibly none).</summary>
     /// <param name="text">New output text.</param>
@@ -78,6 +89,21 @@ public sealed class ChatOutputParser
             case State.Content:
                 EmitText(output, _buf.ToString());
                 break;
+            case State.Citations:
+                {
+                    string body = _buf.ToString();
+                    if (JambaCitations.TryParseList(body, out var ids))
+                    {
+                        AddCitations(ids);
+                    }
+                    else
+                    {
+                        _logger.LogWarning("The model started a citation section ({OpenTag}) but did not finish it; the text is returned as plain text: {Text}", JambaCitations.OpenTag, Truncate(body));
+                        ReleaseHeldWhitespace(output);
+                        AddText(output, JambaCitations.OpenTag + body);
+                    }
+                    break;
+                }
             case State.Tool:
                 {
                     string body = _buf.ToString();
@@ -157,13 +183,22 @@ public sealed class ChatOutputParser
                             _buf.Clear().Append(s);
                             _atContentStart = false;
                         }
-                        if (_format == ToolCallFormat.None)
+                        if (_format == ToolCallFormat.None && !_parseCitations)
                         {
                             EmitText(output, s);
                             _buf.Clear();
                             return;
                         }
-                        int idx = s.IndexOf(_open, StringComparison.Ordinal);
+                        int idx = _format == ToolCallFormat.None ? -1 : s.IndexOf(_open, StringComparison.Ordinal);
+                        int cite = _parseCitations ? s.IndexOf(JambaCitations.OpenTag, StringComparison.Ordinal) : -1;
+                        if (cite >= 0 && (idx < 0 || cite < idx))
+                        {
+                            EmitText(output, s[..cite]);
+                            _heldWhitespace.Clear(); // whitespace before the citation section is dropped
+                            _buf.Clear().Append(s, cite + JambaCitations.OpenTag.Length, s.Length - cite - JambaCitations.OpenTag.Length);
+                            _state = State.Citations;
+                            continue;
+                        }
                         if (idx >= 0)
                         {
                             EmitText(output, s[..idx]);
@@ -173,7 +208,7 @@ public sealed class ChatOutputParser
                             continue;
                         }
                         if (final) return;
-                        int hold = HoldBack(s, _open);
+                        int hold = Math.Max(_format == ToolCallFormat.None ? 0 : HoldBack(s, _open), _parseCitations ? HoldBack(s, JambaCitations.OpenTag) : 0);
                         EmitText(output, s[..(s.Length - hold)]);
                         _buf.Remove(0, s.Length - hold);
                         return;
@@ -199,8 +234,35 @@ public sealed class ChatOutputParser
                         _state = State.Content;
                         continue;
                     }
+                case State.Citations:
+                    {
+                        string s = _buf.ToString();
+                        int idx = s.IndexOf(JambaCitations.CloseTag, StringComparison.Ordinal);
+                        if (idx < 0) return;
+                        string body = s[..idx];
+                        if (JambaCitations.TryParseList(body, out var ids))
+                        {
+                            AddCitations(ids);
+                        }
+                        else
+                        {
+                            _logger.LogWarning("The model wrote a malformed citation section; it is returned as plain text: {Text}", Truncate(body));
+                            ReleaseHeldWhitespace(output);
+                            AddText(output, JambaCitations.OpenTag + body + JambaCitations.CloseTag);
+                        }
+                        _buf.Clear().Append(s, idx + JambaCitations.CloseTag.Length, s.Length - idx - JambaCitations.CloseTag.Length);
+                        _state = State.Content;
+                        continue;
+                    }
             }
         }
+    }
+
+    private void AddCitations(IReadOnlyList<int> ids)
+    {
+        _citations ??= [];
+        foreach (int id in ids)
+            if (!_citations.Contains(id)) _citations.Add(id);
     }
 
     private void AddCalls(List<AIContent> output, IReadOnlyList<FunctionCallContent> calls)

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
 using Jamba.Inference.Templates;
+using Jamba.Inference.Tokenization;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -91,7 +92,7 @@ public sealed class JambaChatClient : IChatClient
         _logger = logger ?? NullLogger.Instance;
         _modelId = modelId;
         _metadata = new ChatClientMetadata("jamba", null, modelId);
-        _backend = new Backend(formatter, _options.ToolCallFormat ?? ToolCallParser.DetectFormat(formatter.Template), generator, [], [], null, false);
+        _backend = new Backend(formatter, _options.ToolCallFormat ?? ToolCallParser.DetectFormat(formatter.Template), generator, [], [], null, null, false);
     }
 
     /// <summary>
@@ -178,6 +179,21 @@ public sealed class JambaChatClient : IChatClient
         ArgumentNullException.ThrowIfNull(messages);
         var backend = await GetBackendAsync(cancellationToken).ConfigureAwait(false);
         var prompt = backend.Formatter.Format(messages, options);
+        await foreach (var update in StreamPromptAsync(backend, prompt, options, (g, ct) => backend.Generate(prompt.Text, g, ct), cancellationToken).ConfigureAwait(false))
+            yield return update;
+    }
+
+    /// <summary>
+    /// The one streaming path: generates <paramref name="prompt"/> with <paramref name="generate"/> (given the engine options of
+    /// <paramref name="options"/> plus the end-of-turn stops) and parses the output into updates.
+    /// </summary>
+    internal async IAsyncEnumerable<ChatResponseUpdate> StreamPromptAsync(
+        Backend backend,
+        JambaChatPrompt prompt,
+        ChatOptions? options,
+        Func<GenerationOptions, CancellationToken, IAsyncEnumerable<GenerationUpdate>> generate,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
         var generation = CreateGenerationOptions(options);
         if (_options.StopAtEndOfTurn)
         {
@@ -186,7 +202,8 @@ public sealed class JambaChatClient : IChatClient
             foreach (var s in backend.EndOfTurnStrings)
                 if (generation.StopSequences.Count < 16 && !generation.StopSequences.Contains(s)) generation.StopSequences.Add(s);
         }
-        var parser = new ChatOutputParser(backend.Format, prompt.StartsInReasoning, _logger);
+        bool citations = prompt.CitationMode == JambaCitationMode.Fast || backend.Formatter.Template.Source.Contains(JambaCitations.OpenTag, StringComparison.Ordinal);
+        var parser = new ChatOutputParser(backend.Format, prompt.StartsInReasoning, _logger, citations);
         string responseId = "chatcmpl-" + Guid.NewGuid().ToString("N");
         string messageId = "msg-" + Guid.NewGuid().ToString("N");
         string modelId = _modelId;
@@ -201,7 +218,7 @@ public sealed class JambaChatClient : IChatClient
         };
 
         bool finished = false;
-        await foreach (var update in backend.Generate(prompt.Text, generation, cancellationToken).WithCancellation(cancellationToken).ConfigureAwait(false))
+        await foreach (var update in generate(generation, cancellationToken).WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             var contents = new List<AIContent>(parser.Push(update.Text));
             if (update.FinishReason is not { } reason)
@@ -230,6 +247,7 @@ public sealed class JambaChatClient : IChatClient
                 ["prefill_seconds"] = update.PrefillSeconds ?? 0,
                 ["decode_seconds"] = update.DecodeSeconds ?? 0,
             };
+            AddCitations(final, parser, prompt);
             finished = true;
             yield return final;
             break;
@@ -240,8 +258,40 @@ public sealed class JambaChatClient : IChatClient
             var contents = new List<AIContent>(parser.Complete());
             var final = NewUpdate(contents, null);
             final.FinishReason = parser.ToolCallCount > 0 ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop;
+            AddCitations(final, parser, prompt);
             yield return final;
         }
+    }
+
+    /// <summary>
+    /// Prefills the documents (with the system prompt and the prompt-shaping settings of <paramref name="options"/>: citation
+    /// mode, JSON mode, instructions, template variables) once into a context snapshot and returns a
+    /// <see cref="DocumentSession"/> that answers any number of questions from it, each paying only for its own tokens.
+    /// </summary>
+    /// <param name="documents">The documents, in prompt order.</param>
+    /// <param name="systemPrompt">The system prompt, or null.</param>
+    /// <param name="options">Session options (prompt-shaping settings, and default generation settings for the answers).</param>
+    /// <param name="progress">Reports the prefill (tokens done / total).</param>
+    /// <param name="cancellationToken">Cancels the prefill.</param>
+    /// <exception cref="ContextLengthExceededException">The prefix does not fit the engine's context limit (before any work).</exception>
+    /// <exception cref="NotSupportedException">The client does not run a loaded model (e.g. a test double).</exception>
+    public Task<DocumentSession> CreateDocumentSessionAsync(
+        IEnumerable<JambaDocument> documents, string? systemPrompt = null, ChatOptions? options = null,
+        IProgress<PrefillProgress>? progress = null, CancellationToken cancellationToken = default) =>
+        DocumentSession.CreateAsync(this, documents, systemPrompt, options, progress, _logger, cancellationToken);
+
+    /// <summary>
+    /// Puts the citation section the parser saw (if any) on the final update: the resolved <see cref="JambaCitation"/>s under
+    /// <see cref="JambaCitations.AdditionalPropertiesKey"/> and, as MEAI annotations, <see cref="CitationAnnotation"/>s on
+    /// an (empty) <see cref="TextContent"/>.
+    /// </summary>
+    private static void AddCitations(ChatResponseUpdate final, ChatOutputParser parser, JambaChatPrompt prompt)
+    {
+        if (parser.CitedDocumentIndexes is not { } ids) return;
+        var citations = JambaCitations.Resolve(ids, prompt.Documents);
+        (final.AdditionalProperties ??= [])[JambaCitations.AdditionalPropertiesKey] = citations;
+        if (citations.Count > 0)
+            final.Contents.Insert(0, new TextContent("") { Annotations = JambaCitations.ToAnnotations(citations) });
     }
 
     /// <inheritdoc />
@@ -279,7 +329,7 @@ public sealed class JambaChatClient : IChatClient
         }
     }
 
-    private async ValueTask<Backend> GetBackendAsync(CancellationToken cancellationToken)
+    internal async ValueTask<Backend> GetBackendAsync(CancellationToken cancellationToken)
     {
         Task<Backend> task;
         lock (_gate)
@@ -332,7 +382,7 @@ public sealed class JambaChatClient : IChatClient
             var tokens = tokenizer.Encode(prompt, addSpecialTokens: false);
             return engine.GenerateAsync(new GenerationRequest(tokens, generation), ct);
         };
-        return new Backend(formatter, options.ToolCallFormat ?? ToolCallParser.DetectFormat(template), generate, ids, strings, handle, owned);
+        return new Backend(formatter, options.ToolCallFormat ?? ToolCallParser.DetectFormat(template), generate, ids, strings, tokenizer, handle, owned);
     }
 
     private static bool TryGetNumber(AdditionalPropertiesDictionary props, string key, out double value)
@@ -359,12 +409,13 @@ public sealed class JambaChatClient : IChatClient
         throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{key}\"] must be a number; found {raw}.", "options");
     }
 
-    private sealed record Backend(
+    internal sealed record Backend(
         JambaChatFormatter Formatter,
         ToolCallFormat Format,
         ChatGenerator Generate,
         IReadOnlyList<int> EndOfTurnTokenIds,
         IReadOnlyList<string> EndOfTurnStrings,
+        JambaTokenizer? Tokenizer,
         JambaModelHandle? Handle,
         bool OwnsHandle);
 }

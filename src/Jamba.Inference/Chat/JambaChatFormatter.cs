@@ -10,7 +10,17 @@ namespace Jamba.Inference.Chat;
 /// <param name="Text">The prompt text, exactly as <c>apply_chat_template(..., add_generation_prompt=True, tokenize=False)</c> renders it.</param>
 /// <param name="Tools">The tool definitions passed to the template (null when none).</param>
 /// <param name="StartsInReasoning">Whether the prompt ends inside an opened <c>&lt;think&gt;</c> block (Reasoning 3B), so the output starts with reasoning.</param>
-public sealed record JambaChatPrompt(string Text, JsonArray? Tools, bool StartsInReasoning);
+public sealed record JambaChatPrompt(string Text, JsonArray? Tools, bool StartsInReasoning)
+{
+    /// <summary>The request's documents, in prompt order (empty when none); citations are resolved against them.</summary>
+    public IReadOnlyList<JambaDocument> Documents { get; init; } = [];
+
+    /// <summary>Whether the documents were rendered in the plain format (<see cref="JambaDocument.RenderPlain"/>) because the template takes none.</summary>
+    public bool DocumentsRenderedPlain { get; init; }
+
+    /// <summary>The citation mode asked for (the model is expected to end with a <c>&lt;citations&gt;</c> section).</summary>
+    public JambaCitationMode CitationMode { get; init; }
+}
 
 /// <summary>
 /// Renders Microsoft.Extensions.AI conversations through a checkpoint's chat template, passing the
@@ -27,9 +37,18 @@ public sealed record JambaChatPrompt(string Text, JsonArray? Tools, bool StartsI
 /// <item><c>tools</c>: <c>[{"type": "function", "function": {"name", "description", "parameters"}}]</c> from the
 /// <see cref="AIFunctionDeclaration"/>s in <see cref="ChatOptions.Tools"/> (none when
 /// <see cref="ChatOptions.ToolMode"/> is <see cref="ChatToolMode.None"/>), else <c>None</c>.</item>
-/// <item><c>documents</c>: <c>ChatOptions.AdditionalProperties["documents"]</c> (a JSON list of objects), else <c>None</c>.</item>
-/// <item>extra variables: the formatter's defaults, then <c>knobs = {"is_set": true, "response_format": "json_object"}</c>
-/// for <see cref="ChatResponseFormat.Json"/> when the template reads <c>knobs</c>, then
+/// <item><c>documents</c>: <c>ChatOptions.AdditionalProperties["documents"]</c> (a list of <see cref="JambaDocument"/>s or
+/// of JSON objects, see <see cref="JambaChatOptionsExtensions.WithDocuments"/>), else <c>None</c>. A template that takes no
+/// <c>documents</c> (the plain fallback, Jamba Reasoning 3B) gets them in the documented plain format instead
+/// (<see cref="JambaDocument.RenderPlain"/>, followed by the citation-mode instructions when citation mode is on), put in
+/// front of the first system message (or as a new first system message).</item>
+/// <item>assistant messages that carry citations (<see cref="JambaCitations.FromMessage"/>) → <c>citations</c>
+/// (<c>[{"document_id": n}]</c>), rendered by the template as <c>&lt;citations&gt;[n, …]&lt;/citations&gt;</c>.</item>
+/// <item>extra variables: the formatter's defaults, then <c>knobs</c> when the template reads it: the request's
+/// <c>AdditionalProperties["knobs"]</c> verbatim, or the defaults' knobs with <c>is_set = true</c>,
+/// <c>citation_mode</c> (from <c>AdditionalProperties["citation_mode"]</c>) and <c>response_format = "json_object"</c>
+/// (for <see cref="ChatResponseFormat.Json"/>) applied; <c>{"is_set": false}</c> when past citations need a defined
+/// <c>knobs</c> (the 1.6/1.7 template reads <c>knobs.is_set</c> for them); then
 /// <c>ChatOptions.AdditionalProperties["chat_template_kwargs"]</c> (an object; wins on clashes).</item>
 /// </list>
 /// Thread-safe.
@@ -74,29 +93,117 @@ public sealed class JambaChatFormatter
         ArgumentNullException.ThrowIfNull(messages);
         var templateMessages = ToTemplateMessages(messages, options?.Instructions);
         var tools = ToTemplateTools(options);
+        var (documentNodes, documentList) = ReadDocumentNodes(options);
         JsonNode? documents = null;
+        bool plain = false;
         var kwargs = new Dictionary<string, JsonNode?>();
         foreach (var kv in _kwargs) kwargs[kv.Key] = kv.Value?.DeepClone();
-        if (options?.ResponseFormat is ChatResponseFormatJson && !kwargs.ContainsKey("knobs") && Template.Source.Contains("knobs", StringComparison.Ordinal))
-            kwargs["knobs"] = new JsonObject { ["is_set"] = true, ["response_format"] = "json_object" };
-        if (options?.AdditionalProperties is { } props)
+        bool readsKnobs = Template.Source.Contains("knobs", StringComparison.Ordinal);
+        var knobs = BuildKnobs(options, kwargs.TryGetValue("knobs", out var defaultKnobs) ? defaultKnobs : null);
+        if (readsKnobs && knobs is not null) kwargs["knobs"] = knobs;
+        var citationMode = knobs?["citation_mode"] is JsonValue cm && cm.TryGetValue<string>(out var cms) && cms == "fast" ? JambaCitationMode.Fast : JambaCitationMode.Off;
+        if (documentNodes is { Count: > 0 })
         {
-            if (props.TryGetValue(DocumentsKey, out var docs) && docs is not null)
+            if (SupportsDocuments)
             {
-                documents = ToNode(docs);
-                if (documents is not (null or JsonArray))
-                    throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{DocumentsKey}\"] must be a list of objects.", nameof(options));
+                documents = documentNodes;
             }
-            if (props.TryGetValue(ChatTemplateKwargsKey, out var extra) && extra is not null)
+            else
             {
-                if (ToNode(extra) is not JsonObject obj)
-                    throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{ChatTemplateKwargsKey}\"] must be an object of template variables.", nameof(options));
-                foreach (var kv in obj) kwargs[kv.Key] = kv.Value?.DeepClone();
+                plain = true;
+                string block = JambaDocument.RenderPlain(documentNodes.Cast<JsonObject>());
+                if (citationMode == JambaCitationMode.Fast) block += "\n\n" + JambaDocument.PlainCitationInstructions;
+                if (templateMessages.Count > 0 && templateMessages[0] is JsonObject first && (string?)first["role"] == "system")
+                {
+                    string existing = first["content"] is JsonValue v && v.TryGetValue<string>(out var t) ? t : "";
+                    first["content"] = existing.Length == 0 ? block : block + "\n\n" + existing;
+                }
+                else
+                {
+                    templateMessages.Insert(0, new JsonObject { ["role"] = "system", ["content"] = block });
+                }
             }
         }
+        if (options?.AdditionalProperties is { } props && props.TryGetValue(ChatTemplateKwargsKey, out var extra) && extra is not null)
+        {
+            if (ToNode(extra) is not JsonObject obj)
+                throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{ChatTemplateKwargsKey}\"] must be an object of template variables.", nameof(options));
+            foreach (var kv in obj) kwargs[kv.Key] = kv.Value?.DeepClone();
+        }
+        if (readsKnobs && !kwargs.ContainsKey("knobs") && templateMessages.Any(m => m is JsonObject o && o.ContainsKey("citations")))
+            kwargs["knobs"] = new JsonObject { ["is_set"] = false };
         string text = Template.Render(templateMessages, tools, documents, addGenerationPrompt: true, BosToken, EosToken, kwargs);
         bool reasoning = text.TrimEnd().EndsWith("<think>", StringComparison.Ordinal);
-        return new JambaChatPrompt(text, tools, reasoning);
+        if (kwargs.TryGetValue("knobs", out var finalKnobs))
+            citationMode = finalKnobs?["is_set"] is JsonValue isSet && isSet.TryGetValue<bool>(out var b) && b
+                && finalKnobs["citation_mode"] is JsonValue fm && fm.TryGetValue<string>(out var fms) && fms == "fast" ? JambaCitationMode.Fast : JambaCitationMode.Off;
+        return new JambaChatPrompt(text, tools, reasoning) { Documents = documentList, DocumentsRenderedPlain = plain, CitationMode = citationMode };
+    }
+
+    /// <summary>Whether the template reads the <c>documents</c> variable (Jamba 1.5+); otherwise documents are rendered in the plain format.</summary>
+    public bool SupportsDocuments => Template.Source.Contains("documents", StringComparison.Ordinal);
+
+    /// <summary>
+    /// The <c>knobs</c> a request asks for, or null when it asks for none: <c>AdditionalProperties["knobs"]</c> verbatim,
+    /// else <paramref name="defaults"/> (copied) with <c>is_set = true</c>, <c>citation_mode</c> and
+    /// <c>response_format = "json_object"</c> applied when the request sets them.
+    /// </summary>
+    internal static JsonObject? BuildKnobs(ChatOptions? options, JsonNode? defaults = null)
+    {
+        var props = options?.AdditionalProperties;
+        if (props is not null && props.TryGetValue(JambaChatOptionsExtensions.KnobsKey, out var rawKnobs) && rawKnobs is not null)
+        {
+            return ToNode(rawKnobs) as JsonObject
+                ?? throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{JambaChatOptionsExtensions.KnobsKey}\"] must be an object.", nameof(options));
+        }
+        string? citation = null;
+        if (props is not null && props.TryGetValue(JambaChatOptionsExtensions.CitationModeKey, out var rawMode) && rawMode is not null)
+        {
+            citation = rawMode switch
+            {
+                JambaCitationMode m => m == JambaCitationMode.Fast ? "fast" : "off",
+                _ => ToNode(rawMode) is JsonValue v && v.TryGetValue<string>(out var s) ? s : null,
+            };
+            if (citation is not ("fast" or "off"))
+                throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{JambaChatOptionsExtensions.CitationModeKey}\"] must be \"fast\" or \"off\"; found {rawMode}.", nameof(options));
+        }
+        bool json = options?.ResponseFormat is ChatResponseFormatJson;
+        if (citation is null && !json) return defaults?.DeepClone() as JsonObject;
+        var knobs = defaults?.DeepClone() as JsonObject ?? new JsonObject();
+        knobs["is_set"] = true;
+        if (citation is not null) knobs["citation_mode"] = citation;
+        if (json) knobs["response_format"] = "json_object";
+        return knobs;
+    }
+
+    /// <summary>The request's documents as <see cref="JambaDocument"/>s.</summary>
+    internal static IReadOnlyList<JambaDocument> ReadDocuments(ChatOptions? options) => ReadDocumentNodes(options).Documents;
+
+    private static (JsonArray? Nodes, IReadOnlyList<JambaDocument> Documents) ReadDocumentNodes(ChatOptions? options)
+    {
+        if (options?.AdditionalProperties is not { } props || !props.TryGetValue(DocumentsKey, out var docs) || docs is null) return (null, []);
+        var nodes = new JsonArray();
+        var list = new List<JambaDocument>();
+        if (docs is IEnumerable<JambaDocument> typed)
+        {
+            foreach (var d in typed)
+            {
+                ArgumentNullException.ThrowIfNull(d, nameof(options));
+                nodes.Add(d.ToTemplateObject());
+                list.Add(d);
+            }
+            return (nodes, list);
+        }
+        if (ToNode(docs) is not JsonArray array)
+            throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{DocumentsKey}\"] must be a list of objects.", nameof(options));
+        foreach (var item in array)
+        {
+            if (item is not JsonObject obj)
+                throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{DocumentsKey}\"] must be a list of objects.", nameof(options));
+            nodes.Add(obj.DeepClone());
+            list.Add(JambaDocument.FromTemplateObject(obj));
+        }
+        return (nodes, list);
     }
 
     /// <summary>Converts a conversation to the template's <c>messages</c> list (see the class remarks).</summary>
@@ -164,6 +271,8 @@ public sealed class JambaChatFormatter
             if (!string.IsNullOrEmpty(message.AuthorName)) obj["name"] = message.AuthorName;
             if (reasoning.Length > 0) obj["reasoning_content"] = reasoning.ToString();
             if (calls.Count > 0) obj["tool_calls"] = calls;
+            if (role == "assistant" && JambaCitations.FromMessage(message) is { } cited)
+                obj["citations"] = new JsonArray(cited.Select(i => (JsonNode)new JsonObject { ["document_id"] = i }).ToArray());
             result.Add(obj);
         }
         if (first && !string.IsNullOrEmpty(instructions))
