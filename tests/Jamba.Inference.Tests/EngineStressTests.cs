@@ -45,7 +45,7 @@ public sealed class EngineStressTests(TextModelFixture fx, ITestOutputHelper out
             {
                 using var cts = new CancellationTokenSource();
                 var tokens = new List<int>();
-                var request = snap ? new GenerationRequest(prompts[p], new GenerationOptions { Temperature = 0, MaxNewTokens = n, IgnoreEos = true }, snapshot)
+                var request = snap ? GenerationRequest.ContinueFrom(snapshot, prompts[p], new GenerationOptions { Temperature = 0, MaxNewTokens = n, IgnoreEos = true })
                                    : new GenerationRequest(prompts[p], new GenerationOptions { Temperature = 0, MaxNewTokens = n, IgnoreEos = true });
                 try
                 {

@@ -189,12 +189,14 @@ public sealed class EngineTests : IClassFixture<TextModelFixture>, IDisposable
         using var snapshot = await Engine.CreateSnapshotAsync(prefix);
         Assert.Equal(prefix.Count, snapshot.Length);
         var fromFull = await Task.WhenAll(suffixes.Select(s => Engine.GenerateTextAsync(new GenerationRequest(prefix.Concat(s).ToArray(), Greedy(16)))));
-        var fromSnapshot = await Task.WhenAll(suffixes.Select(s => Engine.GenerateTextAsync(new GenerationRequest(s, Greedy(16), snapshot))));
+        var fromSnapshot = await Task.WhenAll(suffixes.Select(s => Engine.GenerateTextAsync(GenerationRequest.ContinueFrom(snapshot, s, Greedy(16)))));
         for (int i = 0; i < suffixes.Length; i++)
         {
             Assert.Equal(fromFull[i].Tokens, fromSnapshot[i].Tokens);
             Assert.Equal(prefix.Count, fromSnapshot[i].Usage.CachedPromptTokens);
         }
+        // A whole prompt that does not start with the snapshot is refused, never silently glued on.
+        Assert.Contains("does not start with the snapshot", Assert.Throws<ArgumentException>(() => new GenerationRequest(suffixes[0], Greedy(4), snapshot)).Message);
         // The snapshot alone: first token from its stored logits.
         var alone = await Engine.GenerateTextAsync(new GenerationRequest(prefix, Greedy(8), snapshot));
         using (var model = JambaForCausalLM.FromPretrained(_fx.Folder, new ModelOptions { DType = ComputeDType.Float32 }))
@@ -205,7 +207,7 @@ public sealed class EngineTests : IClassFixture<TextModelFixture>, IDisposable
             snapshot.Save(file);
             using var loaded = fresh.LoadSnapshot(file);
             Assert.Equal(prefix, loaded.Tokens);
-            Assert.Equal(fromFull[1].Tokens, (await fresh.GenerateTextAsync(new GenerationRequest(suffixes[1], Greedy(16), loaded))).Tokens);
+            Assert.Equal(fromFull[1].Tokens, (await fresh.GenerateTextAsync(GenerationRequest.ContinueFrom(loaded, suffixes[1], Greedy(16)))).Tokens);
             // damaged file / other model
             var bytes = File.ReadAllBytes(file);
             bytes[bytes.Length / 2] ^= 0x5a;

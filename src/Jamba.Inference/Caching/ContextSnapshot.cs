@@ -170,44 +170,77 @@ public sealed class ContextSnapshot : IDisposable
     /// <exception cref="SnapshotFormatException">Damaged file, unknown version, or a snapshot of another model or dtype.</exception>
     public static ContextSnapshot Load(string path, JambaConfig config, ScalarType dtype, Device device)
     {
-        byte[] data = File.ReadAllBytes(path);
-        if (data.Length < 16 + 32 || Encoding.ASCII.GetString(data, 0, 8) != Magic)
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        long length = fs.Length;
+        Span<byte> head = stackalloc byte[16];
+        if (length < 16 + 32 || fs.Read(head) != 16 || Encoding.ASCII.GetString(head[..8]) != Magic)
             throw new SnapshotFormatException(path, "not a Jamba.NET context snapshot (bad magic).");
-        int version = BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(8));
+        int version = BinaryPrimitives.ReadInt32LittleEndian(head[8..]);
         if (version != FormatVersion)
             throw new SnapshotFormatException(path, $"format version {version} is not supported (this build reads version {FormatVersion}).");
-        var expectedHash = SHA256.HashData(data.AsSpan(0, data.Length - 32));
-        if (!expectedHash.AsSpan().SequenceEqual(data.AsSpan(data.Length - 32)))
-            throw new SnapshotFormatException(path, "checksum mismatch: the file is damaged or truncated.");
-        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(12));
-        if (headerLength <= 0 || 16L + headerLength > data.Length - 32)
+        // Verify the checksum in one streamed pass (files may be far larger than 2 GB).
+        using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+        {
+            fs.Position = 0;
+            var buffer = new byte[1 << 20];
+            long remaining = length - 32;
+            while (remaining > 0)
+            {
+                int n = fs.Read(buffer, 0, (int)Math.Min(buffer.Length, remaining));
+                if (n <= 0) throw new SnapshotFormatException(path, "unexpected end of file.");
+                hash.AppendData(buffer, 0, n);
+                remaining -= n;
+            }
+            var stored = new byte[32];
+            fs.ReadExactly(stored);
+            if (!hash.GetHashAndReset().AsSpan().SequenceEqual(stored))
+                throw new SnapshotFormatException(path, "checksum mismatch: the file is damaged or truncated.");
+        }
+        int headerLength = BinaryPrimitives.ReadInt32LittleEndian(head[12..]);
+        if (headerLength <= 0 || 16L + headerLength > length - 32)
             throw new SnapshotFormatException(path, "header length runs beyond the file.");
-        using var doc = JsonDocument.Parse(data.AsMemory(16, headerLength));
+        var headerBytes = new byte[headerLength];
+        fs.Position = 16;
+        fs.ReadExactly(headerBytes);
+        using var doc = JsonDocument.Parse(headerBytes);
         var h = doc.RootElement;
         string fingerprint = h.GetProperty("fingerprint").GetString()!;
         string expected = ModelFingerprint(config, dtype);
         if (fingerprint != expected)
             throw new SnapshotFormatException(path, $"made by another model or dtype (snapshot {h.GetProperty("dtype").GetString()}, fingerprint {fingerprint[..12]}…; this model {dtype}, {expected[..12]}…).");
-        int length = h.GetProperty("length").GetInt32();
+        int tokenCount = h.GetProperty("length").GetInt32();
         var tokens = h.GetProperty("tokens").EnumerateArray().Select(t => t.GetInt32()).ToArray();
         int vocab = h.GetProperty("vocab").GetInt32();
-        long pos = 16 + headerLength;
-        var logits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data.AsSpan((int)pos, vocab * 4)).ToArray();
-        pos += vocab * 4L;
+        var logits = new float[vocab];
+        fs.ReadExactly(System.Runtime.InteropServices.MemoryMarshal.AsBytes(logits.AsSpan()));
+        long dataStart = 16L + headerLength + vocab * 4L;
         var index = h.GetProperty("tensors").EnumerateArray().ToDictionary(
             e => e.GetProperty("name").GetString()!,
             e => (Offset: e.GetProperty("offset").GetInt64(), Bytes: e.GetProperty("bytes").GetInt64(), Shape: e.GetProperty("shape").EnumerateArray().Select(x => x.GetInt64()).ToArray()));
         var cache = new HybridCache(config, 1, dtype, device);
         try
         {
-            long dataStart = pos;
-            cache.Restore(length, (name, shape, type) =>
+            cache.Restore(tokenCount, (name, shape, type) =>
             {
                 if (!index.TryGetValue(name, out var entry) || !entry.Shape.SequenceEqual(shape))
                     throw new SnapshotFormatException(path, $"tensor '{name}' is missing or has shape [{(entry.Shape is null ? "" : string.Join(", ", entry.Shape))}], expected [{string.Join(", ", shape)}].");
                 var t = torch.empty(shape, dtype: type);
-                if (entry.Bytes > 0) data.AsSpan((int)(dataStart + entry.Offset), (int)entry.Bytes).CopyTo(t.bytes);
-                return t.to(device);
+                if (entry.Bytes != t.numel() * t.element_size() || dataStart + entry.Offset + entry.Bytes > length - 32)
+                    throw new SnapshotFormatException(path, $"tensor '{name}' has an inconsistent byte range.");
+                fs.Position = dataStart + entry.Offset;
+                using (var flat = t.view(-1))
+                {
+                    long n = flat.numel(), chunk = (1L << 30) / t.element_size();
+                    for (long start = 0; start < n; start += chunk)
+                    {
+                        using var part = flat.narrow(0, start, Math.Min(chunk, n - start));
+                        fs.ReadExactly(part.bytes);
+                    }
+                }
+                if (device.type == DeviceType.CPU) return t;
+                var moved = t.to(device);
+                t.Dispose();
+                return moved;
             });
         }
         catch

@@ -7,10 +7,11 @@ namespace Jamba.Inference.Engine;
 public sealed class GenerationRequest
 {
     /// <summary>Creates a request.</summary>
-    /// <param name="promptTokens">The prompt. With a <paramref name="snapshot"/>, the full prompt starting with the snapshot's
-    /// tokens, or only the continuation after them (both accepted).</param>
+    /// <param name="promptTokens">The whole prompt. With a <paramref name="snapshot"/> it must start with the snapshot's tokens
+    /// (use <see cref="ContinueFrom"/> to pass only the continuation).</param>
     /// <param name="options">Generation options (copied; null = defaults).</param>
     /// <param name="snapshot">Continue from this prefilled context.</param>
+    /// <exception cref="ArgumentException">Empty prompt, invalid options, or a prompt that does not start with the snapshot's tokens.</exception>
     public GenerationRequest(IReadOnlyList<int> promptTokens, GenerationOptions? options = null, ContextSnapshot? snapshot = null)
     {
         ArgumentNullException.ThrowIfNull(promptTokens);
@@ -18,9 +19,18 @@ public sealed class GenerationRequest
         Options.Validate();
         Snapshot = snapshot;
         if (snapshot is not null && !StartsWith(promptTokens, snapshot.Tokens))
-            promptTokens = snapshot.Tokens.Concat(promptTokens).ToArray();
+            throw new ArgumentException($"The prompt ({promptTokens.Count} tokens) does not start with the snapshot's {snapshot.Length} tokens; " +
+                                        "pass the whole prompt, or use GenerationRequest.ContinueFrom(snapshot, continuation).", nameof(promptTokens));
         PromptTokens = promptTokens.ToArray();
         if (PromptTokens.Count == 0) throw new ArgumentException("The prompt must have at least one token.", nameof(promptTokens));
+    }
+
+    /// <summary>A request whose prompt is <paramref name="snapshot"/>'s tokens followed by <paramref name="continuation"/>.</summary>
+    public static GenerationRequest ContinueFrom(ContextSnapshot snapshot, IReadOnlyList<int> continuation, GenerationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        ArgumentNullException.ThrowIfNull(continuation);
+        return new GenerationRequest(snapshot.Tokens.Concat(continuation).ToArray(), options, snapshot);
     }
 
     /// <summary>The whole prompt (snapshot tokens included).</summary>

@@ -273,6 +273,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             w.Detokenizer = Tokenizer?.CreateStreamingDetokenizer(skipSpecialTokens: !options.IncludeSpecialTokensInText);
             w.Stops = new StopSequenceMatcher(options.StopSequences);
             int room = Math.Min(w.Prompt.Count + options.MaxNewTokens, MaxContextTokens);
+            if (request.Snapshot is { IsDisposed: true }) throw new ObjectDisposedException(nameof(ContextSnapshot), "The request's snapshot was disposed before the request started.");
             var snapshot = request.Snapshot ?? (Options.PrefixCacheBytes > 0 ? _prefixCache.FindLongestPrefix(w.Prompt) : null);
             w.Clock.Restart();
             if (snapshot is not null && !snapshot.IsDisposed)
