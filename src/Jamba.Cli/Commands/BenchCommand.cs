@@ -62,6 +62,11 @@ internal sealed class BenchSettings : ModelSettings
     [DefaultValue(0)]
     public int Seed { get; set; }
 
+    [CommandOption("--context-prefill <N>")]
+    [Description("Also prefill one N-token context in --prefill-chunk chunks directly over a hybrid cache and report time, peak RSS and the cache's bytes against the formula (long-context check).")]
+    [DefaultValue(0)]
+    public int ContextPrefill { get; set; }
+
     [CommandOption("--profile <STEPS>")]
     [Description("Also time this many decode steps layer by layer (batch 1, on the model directly) and report the time per layer kind.")]
     [DefaultValue(0)]
@@ -129,6 +134,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         var streamRows = new List<StreamsRow>();
         SnapshotRow? snapshotRow = null;
         DecodeProfile? profile = null;
+        ContextRow? contextRow = null;
 
         async Task Measure(Action<string> status)
         {
@@ -160,6 +166,11 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     runs.Add(await RunStreams(handle, s, settings.StreamPromptTokens, settings.NewTokens, Prompt, Options, cancellationToken).ConfigureAwait(false));
                 }
                 streamRows.Add(runs.OrderBy(x => x.AggregateTps).ElementAt(runs.Count / 2));
+            }
+            if (settings.ContextPrefill > 0)
+            {
+                status($"Prefilling a {settings.ContextPrefill}-token context");
+                contextRow = await Task.Run(() => RunContextPrefill(handle, settings.ContextPrefill, settings.PrefillChunk, random), cancellationToken).ConfigureAwait(false);
             }
             if (settings.Profile > 0)
             {
@@ -227,6 +238,15 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     ["snapshot_bytes"] = snapshotRow.SnapshotBytes,
                     ["speedup"] = JsonOutput.Number(snapshotRow.ColdTtft / snapshotRow.SnapshotTtft, 2),
                 },
+                ["context_prefill"] = contextRow is null ? null : new JsonObject
+                {
+                    ["tokens"] = contextRow.Tokens,
+                    ["seconds"] = JsonOutput.Number(contextRow.Seconds, 3),
+                    ["tokens_per_second"] = JsonOutput.Number(contextRow.Tokens / contextRow.Seconds, 1),
+                    ["cache_bytes"] = contextRow.CacheBytes,
+                    ["cache_bytes_formula"] = contextRow.FormulaBytes,
+                    ["peak_rss_bytes"] = contextRow.PeakRss,
+                },
                 ["decode_profile"] = profile is null ? null : new JsonObject
                 {
                     ["step_ms"] = JsonOutput.Number(profile.StepMilliseconds, 3),
@@ -258,6 +278,8 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
             foreach (var r in streamRows) streams.AddRow(r.Streams.ToString(CultureInfo.InvariantCulture), F(r.AggregateTps), F(r.AggregateTps / r.Streams));
             io.Console.Write(streams);
         }
+        if (contextRow is { } cr)
+            io.Console.MarkupLine(Markup.Escape($"Context prefill: {cr.Tokens} tokens in {cr.Seconds:0.0} s ({cr.Tokens / cr.Seconds:0} tok/s); cache {cr.CacheBytes:N0} bytes (formula {cr.FormulaBytes:N0}); peak RSS {(cr.PeakRss is { } pr ? ModelArithmetic.FormatBytes(pr) : "n/a")}"));
         if (profile is not null)
             io.Console.MarkupLine(Markup.Escape($"Decode step {profile.StepMilliseconds:0.00} ms: embedding {profile.EmbeddingMilliseconds:0.00}, " +
                 string.Join(", ", profile.ByKind.Select(kv => $"{kv.Key} {kv.Value:0.00}")) + $", final norm + LM head {profile.HeadMilliseconds:0.00} ms"));
@@ -321,6 +343,25 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         double createSeconds = create.Elapsed.TotalSeconds;
         double warm = await Ttft(new GenerationRequest(full, options(1), snapshot)).ConfigureAwait(false);
         return new SnapshotRow(prefixTokens, cold, warm, createSeconds, snapshot.SizeInBytes);
+    }
+
+    private sealed record ContextRow(int Tokens, double Seconds, long CacheBytes, long FormulaBytes, long? PeakRss);
+
+    /// <summary>Prefills <paramref name="tokens"/> random tokens chunk by chunk over one hybrid cache (the engine's prefill path, without sampling).</summary>
+    private static ContextRow RunContextPrefill(JambaModelHandle handle, int tokens, int chunk, Random random)
+    {
+        var model = handle.Model;
+        using var cache = model.CreateCache(1, tokens);
+        var clock = Stopwatch.StartNew();
+        for (int done = 0; done < tokens; done += chunk)
+        {
+            using var scope = torch.NewDisposeScope();
+            int n = Math.Min(chunk, tokens - done);
+            var ids = torch.tensor(Enumerable.Range(0, n).Select(_ => (long)random.Next(model.Config.VocabSize)).ToArray(), [1, n]);
+            model.Forward(ids, null, cache, LogitPositions.Last);
+        }
+        double seconds = clock.Elapsed.TotalSeconds;
+        return new ContextRow(tokens, seconds, cache.SizeInBytes, HybridCache.BytesFor(model.Config, tokens, HybridCache.ElementSize(model.DType)), ProcessMemory.Read("VmHWM"));
     }
 
     private static double Median(IEnumerable<double> values)

@@ -17,7 +17,7 @@ internal static unsafe class CpuGemv
     internal static bool Parallelize { get; set; } = Environment.GetEnvironmentVariable("JAMBA_GEMV_PARALLEL") != "0";
 
     /// <summary>Most rows handled here; larger batches use libtorch's GEMM.</summary>
-    public const int MaxRows = 4;
+    public const int MaxRows = 16;
 
     /// <summary>Computes the projection with the kernel when it applies (CPU, bf16/fp32 contiguous weights, at most
     /// <see cref="MaxRows"/> rows, no autograd); returns null otherwise.</summary>
@@ -57,8 +57,14 @@ internal static unsafe class CpuGemv
                 int start = blk * Block, end = Math.Min(o, start + Block);
                 for (int row = start; row < end; row++)
                 {
-                    if (bf16) DotBf16((ushort*)w + (long)row * n, (float*)xa, n, r, (float*)ya, row, o);
-                    else DotF32((float*)w + (long)row * n, (float*)xa, n, r, (float*)ya, row, o);
+                    // Up to four input rows per pass over the weight row; further groups re-read it from L1, not memory.
+                    for (int g = 0; g < r; g += 4)
+                    {
+                        int count = Math.Min(4, r - g);
+                        float* xg = (float*)xa + (long)g * n, yg = (float*)ya + (long)g * o;
+                        if (bf16) DotBf16((ushort*)w + (long)row * n, xg, n, count, yg, row, o);
+                        else DotF32((float*)w + (long)row * n, xg, n, count, yg, row, o);
+                    }
                 }
             }
             if ((long)o * n < 1 << 18 || Environment.ProcessorCount == 1 || !Parallelize) for (int b = 0; b < blocks; b++) Run(b);
