@@ -132,6 +132,25 @@ public sealed class GoldenTests(ITestOutputHelper output)
         return worst;
     }
 
+    /// <summary>bf16 compute (the default on CPUs with native bf16) against the fp32 reference: bf16 keeps 8 bits of
+    /// mantissa, so logits of order 1–10 move by a few hundredths per layer; 0.25 bounds that with margin while still
+    /// catching any real error (a wrong kernel moves logits by whole units).</summary>
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public void Bf16ComputeStaysCloseToTheReference(ModelFixtureName fixtureName)
+    {
+        var fx = ModelFixture.Load(fixtureName.Path);
+        using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.BFloat16 });
+        using var scope = NewDisposeScope();
+        var ids = Ids(fx.Batch1.InputIds);
+        // chunked through a cache, so the bf16 scan, conv window and attention kernels all run
+        using var cache = model.CreateCache(1);
+        model.Forward(ids.narrow(1, 0, ids.shape[1] / 2), null, cache, LogitPositions.Last);
+        var last = model.Forward(ids.narrow(1, ids.shape[1] / 2, ids.shape[1] - ids.shape[1] / 2), null, cache, LogitPositions.Last).data<float>().ToArray();
+        double worst = AssertClose(fx.Batch1.Sequences[0].LastLogits, last, 0.25, $"{fx.Name} bf16 last_logits");
+        output.WriteLine($"{fx.Name}: bf16 largest |Δlogit| = {worst:E3}");
+    }
+
     [Theory]
     [MemberData(nameof(Fixtures))]
     public void GreedyByFullReforwardMatches(ModelFixtureName fixtureName)

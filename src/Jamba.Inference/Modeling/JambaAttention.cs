@@ -60,7 +60,9 @@ public sealed class JambaAttention : nn.Module
         {
             attn = AttentionKernels.Attend(q, k, v, mask);
         }
-        var output = o_proj.forward(attn.transpose(1, 2).reshape(b, l, _heads * _headDim));
+        // [B, H, L, hd] → [B, L, H·hd]; for one position a reshape of the contiguous result keeps row-major strides.
+        var merged = l == 1 ? attn.contiguous().reshape(b, 1, _heads * _headDim) : attn.transpose(1, 2).reshape(b, l, _heads * _headDim);
+        var output = o_proj.forward(merged);
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -95,9 +95,13 @@ public sealed class JambaForCausalLM : nn.Module
         using var scope = NewDisposeScope();
         using var noGrad = Trainable ? null : torch.no_grad();
         var hidden = model.Forward(inputIds.to(Device), attentionMask?.to(Device), cache, observer);
-        if (positions == LogitPositions.Last) hidden = hidden.narrow(1, hidden.shape[1] - 1, 1);
-        var head = lm_head?.weight ?? model.embed_tokens.weight;
-        var logits = CpuGemv.TryLinear(hidden, head, null) ?? nn.functional.linear(hidden, head);
+        if (positions == LogitPositions.Last)
+        {
+            // A fresh row-major copy: the narrowed view keeps the prompt's strides, which send libtorch's bf16 GEMM down a slow path.
+            var last = hidden.narrow(1, hidden.shape[1] - 1, 1);
+            hidden = torch.empty(last.shape, dtype: last.dtype, device: last.device).copy_(last);
+        }
+        var logits = nn.functional.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

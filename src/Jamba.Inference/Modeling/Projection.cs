@@ -27,7 +27,7 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     public long OutFeatures => weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => CpuGemv.TryLinear(input, weight, bias) ?? nn.functional.linear(input, weight, bias);
+    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
 }
 
 /// <summary>Device, dtype and gradient flag shared by every module of one model while it is built.</summary>

@@ -88,7 +88,10 @@ public static class SelectiveScan
         {
             int bi = r / d, di = r % d;
             // Rows are staged through fp32 scratch when stored as bf16 (one row is at most a chunk of the prompt).
-            Span<float> xBuf = xHalf ? new float[l] : default, dtBuf = dtHalf ? new float[l] : default, yBuf = xHalf ? new float[l] : default;
+            bool small = l <= 256;
+            Span<float> xBuf = !xHalf ? default : small ? stackalloc float[l] : new float[l];
+            Span<float> dtBuf = !dtHalf ? default : small ? stackalloc float[l] : new float[l];
+            Span<float> yBuf = !xHalf ? default : small ? stackalloc float[l] : new float[l];
             float* xr, dtr, yr;
             fixed (float* xb = xBuf, db = dtBuf, yb = yBuf)
             {
