@@ -37,6 +37,9 @@ public static class AttentionKernels
         {
             long n = Math.Min(KeyBlock, s - start);
             if (mask is null && start > past + l - 1) break;                      // every key here is in the future
+            // Each block's temporaries (scores, probabilities: L × block floats per head) are freed before the next block,
+            // so memory stays O(L · block) however long the context.
+            using var blockScope = NewDisposeScope();
             var scores = torch.matmul(qg, kg.narrow(3, start, n).transpose(-1, -2)).to(ScalarType.Float32); // [B,kvh,g,L,n]
             if (maskG is not null)
                 scores = scores + maskG.narrow(4, start, n).to(ScalarType.Float32);
@@ -48,22 +51,29 @@ public static class AttentionKernels
                 scores = scores.masked_fill(kj.gt(qi), float.NegativeInfinity);
             }
             var blockMax = scores.amax([-1], keepdim: true);
+            Tensor newMax, newSum, newAcc;
             if (rowMax is null)
             {
-                rowMax = blockMax;
-                var p = torch.exp(scores - rowMax);
-                rowSum = p.sum([-1], keepdim: true);
-                acc = torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32);
+                newMax = blockMax;
+                var p = torch.exp(scores - newMax);
+                newSum = p.sum([-1], keepdim: true);
+                newAcc = torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32);
             }
             else
             {
-                var newMax = torch.maximum(rowMax, blockMax);
+                newMax = torch.maximum(rowMax, blockMax);
                 var correction = torch.exp(rowMax - newMax);
                 var p = torch.exp(scores - newMax);
-                rowSum = rowSum! * correction + p.sum([-1], keepdim: true);
-                acc = acc! * correction + torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32);
-                rowMax = newMax;
+                newSum = rowSum! * correction + p.sum([-1], keepdim: true);
+                newAcc = acc! * correction + torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32);
             }
+            // The running state moves to the enclosing scope; the previous state is released at once.
+            acc?.Dispose();
+            rowMax?.Dispose();
+            rowSum?.Dispose();
+            acc = newAcc.MoveToOuterDisposeScope();
+            rowMax = newMax.MoveToOuterDisposeScope();
+            rowSum = newSum.MoveToOuterDisposeScope();
         }
         var output = (acc! / rowSum!).to(q.dtype).view(b, heads, l, hd);
         return output.MoveToOuterDisposeScope();
