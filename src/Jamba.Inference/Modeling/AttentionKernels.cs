@@ -11,8 +11,11 @@ namespace Jamba.Inference.Modeling;
 /// </summary>
 public static class AttentionKernels
 {
-    /// <summary>Keys per block of the online softmax.</summary>
+    /// <summary>Most keys per block of the online softmax.</summary>
     public const int KeyBlock = 4096;
+
+    /// <summary>Bytes of fp32 scores one block may hold (the block shrinks for long query chunks).</summary>
+    public const long ScoreBudgetBytes = 32L << 20;
 
     /// <summary>Attends <paramref name="q"/> to <paramref name="k"/>/<paramref name="v"/>; <paramref name="mask"/> (additive,
     /// <c>[B, 1, L, S]</c>) replaces the implicit causal rule when given (padded batches).</summary>
@@ -33,9 +36,10 @@ public static class AttentionKernels
         var vg = v.unsqueeze(2);
         var maskG = mask?.unsqueeze(1);                                           // [B, 1, 1, L, S]
         Tensor? acc = null, rowMax = null, rowSum = null;
-        for (long start = 0; start < s; start += KeyBlock)
+        long block = Math.Clamp(ScoreBudgetBytes / Math.Max(1, b * heads * l * 4), 256, KeyBlock);
+        for (long start = 0; start < s; start += block)
         {
-            long n = Math.Min(KeyBlock, s - start);
+            long n = Math.Min(block, s - start);
             if (mask is null && start > past + l - 1) break;                      // every key here is in the future
             // Each block's temporaries (scores, probabilities: L × block floats per head) are freed before the next block,
             // so memory stays O(L · block) however long the context.
