@@ -78,7 +78,7 @@ internal static class ElfVersionPatcher
         return found;
     }
 
-    /// <summary>The <c>DT_NEEDED</c> entries are not needed here; the section header walk is enough.</summary>
+    /// <summary>Finds the section of <paramref name="type"/> and the string table it links to.</summary>
     private static bool TryFindSection(ReadOnlySpan<byte> elf, uint type, out long offset, out long size, out long strtabOffset)
     {
         offset = size = strtabOffset = 0;
