@@ -31,7 +31,7 @@ public static class AttentionKernels
             return nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true).MoveToOuterDisposeScope();
 
         // [B, kvh, g, L, hd] queries against [B, kvh, 1, S, hd] keys: broadcasting shares each K/V head.
-        var qg = q.view(b, kvHeads, groups, l, hd) * scale;
+        var qg = q.view(b, kvHeads, groups, l, hd).Times(scale);
         var kg = k.unsqueeze(2);
         var vg = v.unsqueeze(2);
         var maskG = mask?.unsqueeze(1);                                           // [B, 1, 1, L, S]
@@ -46,13 +46,13 @@ public static class AttentionKernels
             using var blockScope = NewDisposeScope();
             var scores = torch.matmul(qg, kg.narrow(3, start, n).transpose(-1, -2)).to(ScalarType.Float32); // [B,kvh,g,L,n]
             if (maskG is not null)
-                scores = scores + maskG.narrow(4, start, n).to(ScalarType.Float32);
+                scores = scores.Plus(maskG.narrow(4, start, n).to(ScalarType.Float32));
             else if (start + n - 1 > past)
             {
                 // causal: query i (position past+i) sees key j iff j <= past+i
-                var qi = torch.arange(past, past + l, device: q.device).view(l, 1);
-                var kj = torch.arange(start, start + n, device: q.device).view(1, n);
-                scores = scores.masked_fill(kj.gt(qi), float.NegativeInfinity);
+                var qi = TorchScalars.Arange(past, past + l, q.device).view(l, 1);
+                var kj = TorchScalars.Arange(start, start + n, q.device).view(1, n);
+                scores = scores.masked_fill(kj.gt(qi), TorchScalars.NegativeInfinity);
             }
             var blockMax = scores.amax([-1], keepdim: true);
             Tensor newMax, newSum, newAcc;
@@ -68,8 +68,8 @@ public static class AttentionKernels
                 newMax = torch.maximum(rowMax, blockMax);
                 var correction = torch.exp(rowMax - newMax);
                 var p = torch.exp(scores - newMax);
-                newSum = rowSum! * correction + p.sum([-1], keepdim: true);
-                newAcc = acc! * correction + torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32);
+                newSum = (rowSum! * correction).Plus(p.sum([-1], keepdim: true));
+                newAcc = (acc! * correction).Plus(torch.matmul(p.to(v.dtype), vg.narrow(3, start, n)).to(ScalarType.Float32));
             }
             // The running state moves to the enclosing scope; the previous state is released at once.
             acc?.Dispose();

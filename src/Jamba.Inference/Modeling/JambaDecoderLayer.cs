@@ -51,8 +51,8 @@ public sealed class JambaDecoderLayer : nn.Module
         var mixed = Kind == JambaMixerKind.Attention
             ? self_attn!.Forward(normed, masks.Attention, cache)
             : mamba!.Forward(normed, masks.Positions, cache);
-        var h = hidden + mixed;
-        h = h + feed_forward.forward(pre_ff_layernorm.forward(h));
+        var h = hidden.Plus(mixed);
+        h = h.Plus(feed_forward.forward(pre_ff_layernorm.forward(h)));
         return h.MoveToOuterDisposeScope();
     }
 }

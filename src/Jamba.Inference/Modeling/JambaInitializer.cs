@@ -25,30 +25,33 @@ public static class JambaInitializer
             if (name.EndsWith("layernorm.weight", StringComparison.Ordinal) || name.EndsWith("final_layernorm.weight", StringComparison.Ordinal))
                 value = torch.ones(shape);
             else if (name.EndsWith(".A_log", StringComparison.Ordinal))
-                value = torch.log(torch.arange(1, shape[1] + 1, dtype: ScalarType.Float32)).unsqueeze(0).expand(shape).contiguous();
+                value = torch.log(TorchScalars.Arange(1, shape[1] + 1, CPU).to(ScalarType.Float32)).unsqueeze(0).expand(shape).contiguous();
             else if (name.EndsWith(".D", StringComparison.Ordinal))
                 value = torch.ones(shape);
             else if (name.EndsWith("dt_proj.bias", StringComparison.Ordinal))
             {
                 // dt ~ logU(0.001, 0.1), bias = softplus⁻¹(dt)
-                var dt = torch.exp(torch.rand(shape, generator: gen) * (Math.Log(0.1) - Math.Log(0.001)) + Math.Log(0.001)).clamp_min(1e-4);
-                value = dt + torch.log(-torch.expm1(-dt));
+                using var floor = 1e-4.ToScalar();
+                var dt = torch.exp(torch.rand(shape, generator: gen).Times(Math.Log(0.1) - Math.Log(0.001)).Plus(Math.Log(0.001))).clamp_min(floor);
+                value = dt.Plus(torch.log(-torch.expm1(-dt)));
             }
             else if (name.EndsWith("dt_proj.weight", StringComparison.Ordinal))
             {
-                double bound = Math.Pow(config.MambaDtRank, -0.5);
-                value = (torch.rand(shape, generator: gen) * 2 - 1) * bound;
+                value = Uniform(shape, Math.Pow(config.MambaDtRank, -0.5), gen);
             }
             else if (name.EndsWith("conv1d.weight", StringComparison.Ordinal) || name.EndsWith("conv1d.bias", StringComparison.Ordinal))
             {
-                double bound = 1.0 / Math.Sqrt(config.MambaDConv);
-                value = (torch.rand(shape, generator: gen) * 2 - 1) * bound;
+                value = Uniform(shape, 1.0 / Math.Sqrt(config.MambaDConv), gen);
             }
             else if (name.EndsWith(".bias", StringComparison.Ordinal))
                 value = torch.zeros(shape);
             else
-                value = torch.randn(shape, generator: gen) * std;
+                value = torch.randn(shape, generator: gen).Times(std);
             p.copy_(value);
         }
     }
+
+    /// <summary>U(−bound, bound).</summary>
+    private static Tensor Uniform(long[] shape, double bound, Generator gen) =>
+        torch.rand(shape, generator: gen).Times(2).Plus(-1).Times(bound);
 }

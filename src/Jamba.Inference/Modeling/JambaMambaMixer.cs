@@ -28,7 +28,7 @@ public sealed class DepthwiseConv1d : nn.Module
     public Tensor Step(Tensor window)
     {
         var y = (window * weight.squeeze(1)).sum(-1, keepdim: true);
-        return bias is null ? y : y + bias.unsqueeze(-1);
+        return bias is null ? y : y.Plus(bias.unsqueeze(-1));
     }
 
     /// <summary>Valid (unpadded) convolution of <c>[B, C, W−1+L]</c> to <c>[B, C, L]</c>.</summary>
@@ -162,7 +162,7 @@ public sealed class JambaMambaMixer : nn.Module
         var dt = dt_layernorm.forward(ssmParams.narrow(2, 0, _dtRank));
         var bMat = b_layernorm.forward(ssmParams.narrow(2, _dtRank, _dState));
         var cMat = c_layernorm.forward(ssmParams.narrow(2, _dtRank + _dState, _dState));
-        var delta = nn.functional.softplus(dt_proj.forward(dt)).transpose(1, 2); // [B, d_inner, L]
+        var delta = TorchScalars.Softplus(dt_proj.forward(dt)).transpose(1, 2); // [B, d_inner, L]
         var a = StateMatrix();
 
         var y = SelectiveScan.Run(x, delta, a, bMat, cMat, D, state).to(dtype);  // [B, d_inner, L]

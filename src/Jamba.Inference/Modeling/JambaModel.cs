@@ -94,19 +94,19 @@ public sealed class JambaModel : nn.Module
     /// <summary>Builds the masks for <paramref name="newTokens"/> positions after <paramref name="past"/> cached ones.</summary>
     internal static ForwardMasks BuildMasks(Tensor? attentionMask, int past, long newTokens, ScalarType dtype, Device device)
     {
-        bool padded = attentionMask is not null && attentionMask.eq(0).any().item<bool>();
+        bool padded = attentionMask is not null && attentionMask.eq(TorchScalars.Zero).any().item<bool>();
         // Without padding the attention kernel applies the causal rule (offset by the cached prefix) itself, block by
         // block, so no [L, past+L] mask is ever built: memory stays flat however long the context.
         if (!padded) return new ForwardMasks(null, null);
         long total = past + newTokens;
         // Query i (absolute position past+i) may see key j iff j <= past+i and j is not padding.
-        var queryPos = torch.arange(past, total, device: device).unsqueeze(1);   // [L, 1]
-        var keyPos = torch.arange(0, total, device: device).unsqueeze(0);        // [1, S]
+        var queryPos = TorchScalars.Arange(past, total, device).unsqueeze(1);   // [L, 1]
+        var keyPos = TorchScalars.Arange(0, total, device).unsqueeze(0);        // [1, S]
         var allowed = keyPos.le(queryPos).unsqueeze(0).unsqueeze(0);             // [1, 1, L, S]
         Tensor? positions = null;
         if (padded)
         {
-            var keep = attentionMask!.to(device).ne(0);
+            var keep = attentionMask!.to(device).ne(TorchScalars.Zero);
             allowed = allowed.logical_and(keep.unsqueeze(1).unsqueeze(1));       // [B, 1, L, S]
             positions = keep.narrow(1, past, newTokens).to(dtype);
         }
@@ -117,7 +117,7 @@ public sealed class JambaModel : nn.Module
             ScalarType.Float64 => double.MinValue,
             _ => float.MinValue,
         };
-        var additive = torch.zeros(allowed.shape, dtype: dtype, device: device).masked_fill(allowed.logical_not(), min);
+        var additive = torch.zeros(allowed.shape, dtype: dtype, device: device).MaskedFill(allowed.logical_not(), min);
         return new ForwardMasks(additive, positions);
     }
 }

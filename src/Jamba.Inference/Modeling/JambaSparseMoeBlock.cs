@@ -56,13 +56,14 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
             (rowsPerExpert[chosen[i]] ??= []).Add(i);
         var output = torch.zeros_like(x);
         var flatWeights = weights.reshape(-1);
+        using var topK = _topK.ToScalar();
         for (int e = 0; e < rowsPerExpert.Length; e++)
         {
             if (rowsPerExpert[e] is not { } rows) continue;
             var flatIdx = torch.tensor(rows.ToArray(), device: input.device);  // index into [T·k]
-            var tokenIdx = flatIdx.div(_topK, rounding_mode: RoundingMode.floor);
+            var tokenIdx = flatIdx.div(topK, rounding_mode: RoundingMode.floor);
             var y = experts[e].forward(x.index_select(0, tokenIdx)) * flatWeights.index_select(0, flatIdx).unsqueeze(1);
-            output.index_add_(0, tokenIdx, y, 1);
+            output.index_add_(0, tokenIdx, y, TorchScalars.One);
         }
         return output.view(shape).MoveToOuterDisposeScope();
     }

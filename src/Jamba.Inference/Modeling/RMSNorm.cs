@@ -27,7 +27,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var dtype = input.dtype;
         var x = input.to(ScalarType.Float32);
-        var inverse = x.square().mean([-1], keepdim: true).add_(_eps).rsqrt_();
+        var inverse = (x * x).mean([-1], keepdim: true).PlusInPlace(_eps).rsqrt_(); // x·x, not square(): see TorchScalars
         var normed = dtype == ScalarType.Float32 ? x * inverse : (x * inverse).to(dtype);
         // in place for inference; autograd needs the unscaled value when training
         return (weight.requires_grad ? normed * weight : normed.mul_(weight)).MoveToOuterDisposeScope();

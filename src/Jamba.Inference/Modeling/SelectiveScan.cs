@@ -48,11 +48,11 @@ public static class SelectiveScan
         for (int t = 0; t < xs.Length; t++)
         {
             var step = dts[t].unsqueeze(-1);                                     // [B, D, 1]
-            h = torch.exp(af * step) * h + (step * xs[t].unsqueeze(-1)) * bs[t].unsqueeze(1);
+            h = (torch.exp(af * step) * h).Plus((step * xs[t].unsqueeze(-1)) * bs[t].unsqueeze(1));
             outputs[t] = (h * cs[t].unsqueeze(1)).sum(-1);                       // [B, D]
         }
         using (torch.no_grad()) state.copy_(h);
-        var y = torch.stack(outputs, dim: -1) + xf * dSkip.to(ScalarType.Float32).view(1, -1, 1);
+        var y = torch.stack(outputs, dim: -1).Plus(xf * dSkip.to(ScalarType.Float32).view(1, -1, 1));
         return y.MoveToOuterDisposeScope();
     }
 

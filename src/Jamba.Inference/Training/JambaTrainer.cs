@@ -190,11 +190,11 @@ public static class JambaTrainer
                     {
                         foreach (var moe in moeBlocks) moe.AuxLossSink = null;
                     }
-                    var total = auxTerms.Count > 0 ? lossTensor + model.Config.RouterAuxLossCoef * torch.stack(auxTerms).mean() : lossTensor;
+                    var total = auxTerms.Count > 0 ? lossTensor.Plus(torch.stack(auxTerms).mean().Times(model.Config.RouterAuxLossCoef)) : lossTensor;
                     optimizer.zero_grad();
                     total.backward();
                     torch.nn.utils.clip_grad_norm_(model.parameters(), o.GradientClip);
-                    optimizer.step();
+                    StepWithoutCollection(optimizer);
                     loss = lossTensor.item<float>();
                     foreach (var t in auxTerms) t.Dispose(); // created inside the MoE blocks' scopes, detached to reach here
                 }
@@ -235,13 +235,32 @@ public static class JambaTrainer
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target.reshape(-1));
     }
 
+    /// <summary>
+    /// Runs the optimizer step with garbage collection paused: TorchSharp's <c>AdamW.step</c> converts numbers to Scalars
+    /// that it does not keep reachable during the native call (see <see cref="TorchScalars"/>), so a collection on another
+    /// thread could free one mid-call. With no collection during the step, none can be finalized.
+    /// </summary>
+    private static void StepWithoutCollection(optim.Optimizer optimizer)
+    {
+        bool paused = false;
+        try { paused = GC.TryStartNoGCRegion(64L << 20); } catch (InvalidOperationException) { } // already paused
+        try
+        {
+            optimizer.step();
+        }
+        finally
+        {
+            if (paused && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion) GC.EndNoGCRegion();
+        }
+    }
+
     /// <summary>HF's <c>load_balancing_loss_func</c> for one layer: <c>E · Σ_e f_e · P_e</c> (fraction of routed tokens × mean probability).</summary>
     private static Tensor LoadBalancingLoss(Tensor probs, Tensor selected, int experts)
     {
         var mask = nn.functional.one_hot(selected, experts).to(ScalarType.Float32); // [T, k, E]
         var tokensPerExpert = mask.mean([0]);                                          // [k, E]
         var probPerExpert = probs.mean([0]);                                           // [E]
-        return (tokensPerExpert * probPerExpert.unsqueeze(0)).sum() * experts;
+        return (tokensPerExpert * probPerExpert.unsqueeze(0)).sum().Times(experts);
     }
 
     private static Tensor Batch(long[] tokens, int batch, int length, Random rng)
