@@ -134,6 +134,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         var streamRows = new List<StreamsRow>();
         SnapshotRow? snapshotRow = null;
         DecodeProfile? profile = null;
+        double? bandwidth = null;
         ContextRow? contextRow = null;
 
         async Task Measure(Action<string> status)
@@ -176,6 +177,11 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
             {
                 status($"Profiling {settings.Profile} decode steps");
                 profile = await Task.Run(() => DecodeProfiler.Profile(handle.Model, Math.Max(16, promptLengths.Min()), settings.Profile), cancellationToken).ConfigureAwait(false);
+                if (handle.Model.Device.type == DeviceType.CPU)
+                {
+                    status("Measuring the memory read bandwidth");
+                    bandwidth = await Task.Run(() => MemoryBandwidth.MeasureReadBytesPerSecond(handle.Model, torch.get_num_threads()), cancellationToken).ConfigureAwait(false);
+                }
             }
             if (settings.SnapshotTtft > 0)
             {
@@ -255,6 +261,9 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     ["by_kind_ms"] = new JsonObject(profile.ByKind.Select(kv => new KeyValuePair<string, JsonNode?>(kv.Key, JsonOutput.Number(kv.Value, 3)))),
                     ["layers_ms"] = new JsonArray(profile.LayerMilliseconds.Select((v, i) => (JsonNode)new JsonObject { ["layer"] = i, ["kind"] = profile.LayerKinds[i], ["ms"] = JsonOutput.Number(v, 3) }).ToArray()),
                 },
+                ["memory_read_bytes_per_second"] = bandwidth is { } bw ? JsonOutput.Number(bw, 0) : null,
+                ["decode_bound_tokens_per_second"] = bandwidth is { } bw2 ? JsonOutput.Number(bw2 / readPerToken, 2) : null,
+                ["profiled_step_fraction_of_bound"] = bandwidth is { } bw3 && profile is not null ? JsonOutput.Number(readPerToken / bw3 * 1000 / profile.StepMilliseconds, 3) : null,
                 ["rss_after_load_bytes"] = rssAfterLoad,
                 ["peak_rss_bytes"] = peak,
             };
@@ -283,6 +292,12 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         if (profile is not null)
             io.Console.MarkupLine(Markup.Escape($"Decode step {profile.StepMilliseconds:0.00} ms: embedding {profile.EmbeddingMilliseconds:0.00}, " +
                 string.Join(", ", profile.ByKind.Select(kv => $"{kv.Key} {kv.Value:0.00}")) + $", final norm + LM head {profile.HeadMilliseconds:0.00} ms"));
+        if (bandwidth is { } bytesPerSecond)
+        {
+            double bound = bytesPerSecond / readPerToken;
+            string measured = profile is null ? "" : $"; the profiled step ({profile.StepMilliseconds:0.00} ms = {1000 / profile.StepMilliseconds:0.0} tok/s) is {1000 / profile.StepMilliseconds / bound:P0} of it";
+            io.Console.MarkupLine(Markup.Escape($"Weights read at {bytesPerSecond / 1e9:0.0} GB/s ({torch.get_num_threads()} threads): batch-1 decode cannot exceed {bound:0.0} tok/s at {ModelArithmetic.FormatBytes(readPerToken)} per token{measured}."));
+        }
         if (snapshotRow is { } snap)
             io.Console.MarkupLine(Markup.Escape($"TTFT after a {snap.PrefixTokens}-token prefix: cold {snap.ColdTtft * 1000:0.0} ms, from snapshot {snap.SnapshotTtft * 1000:0.0} ms ({snap.ColdTtft / snap.SnapshotTtft:0.0}×; snapshot {ModelArithmetic.FormatBytes(snap.SnapshotBytes)}, made in {snap.CreateSeconds:0.00} s)"));
         io.Console.MarkupLine(Markup.Escape($"Memory: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));

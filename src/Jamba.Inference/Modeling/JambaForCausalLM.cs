@@ -101,7 +101,7 @@ public sealed class JambaForCausalLM : nn.Module
             var last = hidden.narrow(1, hidden.shape[1] - 1, 1);
             hidden = torch.empty(last.shape, dtype: last.dtype, device: last.device).copy_(last);
         }
-        var logits = nn.functional.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight);
+        var logits = Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

@@ -133,6 +133,23 @@ public sealed class JambaMambaMixer : nn.Module
         base.Dispose(disposing);
     }
 
+    /// <summary>Whether one-position steps on CPU use <see cref="MambaDecodeKernel"/> (default); tests turn it off to compare
+    /// against the general tensor path; <c>JAMBA_DECODE_KERNELS=0</c> turns it off for a process (to benchmark both paths).</summary>
+    internal static bool UseDecodeKernels { get; set; } = Environment.GetEnvironmentVariable("JAMBA_DECODE_KERNELS") != "0";
+
+    /// <summary>One decode position on CPU: libtorch GEMVs for the projections, the fused kernels for everything between.</summary>
+    private Tensor DecodeStep(Tensor hidden, IHybridCacheView cache, Tensor convState, Tensor ssmState)
+    {
+        long b = hidden.shape[0];
+        var projected = in_proj.forward(hidden).reshape(b, 2L * _dInner).contiguous();         // [B, 2·d_inner]: x | gate
+        var x = MambaDecodeKernel.ConvStep(projected, convState, conv1d.weight, conv1d.bias);  // [B, d_inner]
+        var ssmParams = x_proj.forward(x.view(b, 1, _dInner)).reshape(b, _dtRank + 2L * _dState).contiguous();
+        var y = MambaDecodeKernel.SsmStep(ssmParams, x, projected, ssmState, dt_layernorm, b_layernorm, c_layernorm,
+            dt_proj.weight, dt_proj.bias!, StateMatrix(), D);
+        cache.CommitMamba(_layer, convState, ssmState);
+        return out_proj.forward(y.view(b, 1, _dInner));
+    }
+
     /// <summary>Mixes the <c>L</c> new positions of <paramref name="hidden"/> (<c>[B, L, hidden]</c>).</summary>
     /// <param name="hidden">Normalised input.</param>
     /// <param name="positionMask">1/0 mask of the new positions, <c>[B, L]</c> in the compute dtype, or null when nothing is padded.</param>
@@ -141,6 +158,12 @@ public sealed class JambaMambaMixer : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], l = hidden.shape[1];
+        if (l == 1 && positionMask is null && cache is not null && !A_log.requires_grad && UseDecodeKernels)
+        {
+            var (convState, ssmState) = cache.MambaStates(_layer);
+            if (MambaDecodeKernel.Supports(hidden, _act, convState, ssmState))
+                return DecodeStep(hidden, cache, convState, ssmState).MoveToOuterDisposeScope();
+        }
         var dtype = hidden.dtype;
         var projected = in_proj.forward(hidden).transpose(1, 2);                 // [B, 2·d_inner, L]
         var x = projected.narrow(1, 0, _dInner);

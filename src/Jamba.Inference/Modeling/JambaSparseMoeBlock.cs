@@ -51,6 +51,17 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
 
         // One host read of the (small) routing table, then one expert call per chosen expert.
         long[] chosen = selected.to(DeviceType.CPU).data<long>().ToArray();
+        if (x.shape[0] == 1)
+        {
+            // One token (batch-1 decode): Σ_k w_k · expert_k(x) directly, in the same order and rounding as the gather path.
+            Tensor? sum = null;
+            for (int k = 0; k < chosen.Length; k++)
+            {
+                var y = experts[(int)chosen[k]].forward(x) * weights.narrow(1, k, 1);
+                sum = sum is null ? y : sum.Plus(y);
+            }
+            return sum!.view(shape).MoveToOuterDisposeScope();
+        }
         var rowsPerExpert = new List<long>?[experts.Count];
         for (long i = 0; i < chosen.Length; i++)
             (rowsPerExpert[chosen[i]] ??= []).Add(i);

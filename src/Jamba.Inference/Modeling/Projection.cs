@@ -27,7 +27,11 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     public long OutFeatures => weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => nn.functional.linear(input, weight, bias);
+    public override Tensor forward(Tensor input) => Linear(input, weight, bias);
+
+    /// <summary><c>input · weightᵀ + bias</c>: decode-sized bf16 products on CPU through <see cref="Bf16Gemv"/>, the rest through libtorch.</summary>
+    internal static Tensor Linear(Tensor input, Tensor weight, Tensor? bias) =>
+        Bf16Gemv.Applies(input, weight) ? Bf16Gemv.Run(input, weight, bias) : nn.functional.linear(input, weight, bias);
 }
 
 /// <summary>Device, dtype and gradient flag shared by every module of one model while it is built.</summary>

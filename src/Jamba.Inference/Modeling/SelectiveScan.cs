@@ -75,6 +75,7 @@ public static class SelectiveScan
 
     /// <summary>The CPU kernel on contiguous inputs (<c>x</c>, <c>Δ</c> fp32 or bf16; the rest fp32); returns a new <c>y</c>
     /// in <c>x</c>'s dtype and updates <paramref name="state"/> in place.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal static unsafe Tensor RunCpuKernel(Tensor xf, Tensor dt, Tensor af, Tensor bf, Tensor cf, Tensor df, Tensor state)
     {
         int batch = (int)xf.shape[0], d = (int)xf.shape[1], l = (int)xf.shape[2], n = (int)af.shape[1];
@@ -84,6 +85,7 @@ public static class SelectiveScan
         nint ix = Address(xf), idt = Address(dt), ia = (nint)pa, ib = (nint)pb, ic = (nint)pc, id = (nint)pd, ih = (nint)ph, iy = Address(y);
         int rows = batch * d;
         int xSize = xHalf ? 2 : 4, dtSize = dtHalf ? 2 : 4;
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
         void Row(int r)
         {
             int bi = r / d, di = r % d;
@@ -102,6 +104,7 @@ public static class SelectiveScan
                 if (xHalf) Narrow(yb, (ushort*)iy + (long)r * l, l);
             }
         }
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
         void RowCore(int r, int bi, int di, float* xr, float* dtr, float* yr)
         {
             float* ar = (float*)ia + (long)di * n, hr = (float*)ih + (long)r * n;

@@ -1,0 +1,231 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>
+/// The Mamba mixer's one-position decode step on CPU as two hand-written kernels around the <c>x_proj</c> GEMV:
+/// <list type="number">
+/// <item><see cref="ConvStep"/>: the depthwise conv over <c>[window | x]</c>, SiLU, and the window shift;</item>
+/// <item><see cref="SsmStep"/>: the dt/B/C RMSNorms, <c>dt_proj</c> + softplus, the selective-scan update, the <c>D</c>
+/// skip and the SiLU gate.</item>
+/// </list>
+/// At decode every tensor here is a few KiB, so the ~45 small tensor ops of the general path cost far more in dispatch
+/// than in arithmetic; these kernels do the same math in fp32 registers in one pass (reading bf16 or fp32 directly).
+/// The projections (<c>in_proj</c>, <c>x_proj</c>, <c>out_proj</c>) stay libtorch GEMVs. Same formulas as the tensor path
+/// (and HF): only the rounding points differ (intermediates stay fp32 instead of being rounded to the compute dtype).
+/// </summary>
+internal static class MambaDecodeKernel
+{
+    /// <summary>Whether the kernels handle this configuration (CPU, fp32/bf16, SiLU, every input contiguous).</summary>
+    public static bool Supports(Tensor hidden, string activation, Tensor window, Tensor state) =>
+        hidden.device_type == DeviceType.CPU
+        && hidden.dtype is ScalarType.Float32 or ScalarType.BFloat16
+        && activation is "silu" or "swish"
+        && window.dtype == hidden.dtype && window.is_contiguous()
+        && state.dtype == ScalarType.Float32 && state.is_contiguous();
+
+    /// <summary>
+    /// <c>x = silu(Σ_k w[c,k]·[window | x_new][k] + bias[c])</c> for the new position; shifts <paramref name="window"/>
+    /// (<c>[B, d_inner, d_conv−1]</c>) in place. <paramref name="projected"/> is <c>in_proj</c>'s output <c>[B, 2·d_inner]</c>
+    /// (x then gate). Returns <c>[B, d_inner]</c> in the compute dtype.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe Tensor ConvStep(Tensor projected, Tensor window, Tensor weight, Tensor? bias)
+    {
+        int batch = (int)projected.shape[0], dInner = (int)window.shape[1], w = (int)window.shape[2] + 1;
+        bool half = projected.dtype == ScalarType.BFloat16;
+        var output = torch.empty([batch, dInner], dtype: projected.dtype);
+        nint pProj = SelectiveScan.Address(projected), pWin = SelectiveScan.Address(window), pW = SelectiveScan.Address(weight),
+            pB = bias is null ? 0 : SelectiveScan.Address(bias), pOut = SelectiveScan.Address(output);
+        var rowBuffer = new float[dInner];
+        Span<float> full = stackalloc float[w];
+        fixed (float* conv = rowBuffer)
+        {
+            for (int b = 0; b < batch; b++)
+            {
+                for (int c = 0; c < dInner; c++)
+                {
+                    long win = ((long)b * dInner + c) * (w - 1);
+                    for (int k = 0; k < w - 1; k++) full[k] = Load(pWin, win + k, half);
+                    full[w - 1] = Load(pProj, (long)b * 2 * dInner + c, half);
+                    float acc = pB == 0 ? 0f : Load(pB, c, half);
+                    for (int k = 0; k < w; k++) acc += Load(pW, (long)c * w + k, half) * full[k];
+                    for (int k = 0; k < w - 1; k++) Store(pWin, win + k, full[k + 1], half);
+                    conv[c] = acc;
+                }
+                SiluInPlace(conv, dInner);
+                StoreRow(conv, pOut, (long)b * dInner, dInner, half);
+            }
+        }
+        return output;
+    }
+
+    /// <summary>
+    /// The rest of the step for each row: <c>dt, B, C</c> = RMSNorm'd slices of <paramref name="ssm"/> (<c>[B, R + 2N]</c>);
+    /// <c>Δ = softplus(dt_proj(dt))</c>; <c>h ← exp(Δ·A) ⊙ h + Δ·B·x</c> (<paramref name="state"/>, <c>[B, d_inner, N]</c>
+    /// fp32, in place); <c>y = (h·C + D·x) · silu(gate)</c>. Returns <c>y</c>, <c>[B, d_inner]</c> in the compute dtype.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe Tensor SsmStep(Tensor ssm, Tensor x, Tensor projected, Tensor state,
+        RMSNorm dtNorm, RMSNorm bNorm, RMSNorm cNorm, Tensor dtWeight, Tensor dtBias, Tensor a, Tensor d)
+    {
+        int batch = (int)x.shape[0], dInner = (int)x.shape[1], n = (int)state.shape[2], rank = (int)dtWeight.shape[1];
+        bool half = x.dtype == ScalarType.BFloat16;
+        var output = torch.empty([batch, dInner], dtype: x.dtype);
+        nint pSsm = SelectiveScan.Address(ssm), pX = SelectiveScan.Address(x), pProj = SelectiveScan.Address(projected),
+            pState = SelectiveScan.Address(state), pDtW = SelectiveScan.Address(dtWeight), pDtB = SelectiveScan.Address(dtBias),
+            pA = SelectiveScan.Address(a), pD = SelectiveScan.Address(d), pOut = SelectiveScan.Address(output),
+            pDtN = SelectiveScan.Address(dtNorm.weight), pBN = SelectiveScan.Address(bNorm.weight), pCN = SelectiveScan.Address(cNorm.weight);
+        bool dHalf = d.dtype == ScalarType.BFloat16;
+        int width = rank + 2 * n;
+        var dtRow = new float[rank];
+        var bRow = new float[n];
+        var cRow = new float[n];
+        var deltaRow = new float[dInner];
+        var yRow = new float[dInner];
+        var gateRow = new float[dInner];
+        for (int b = 0; b < batch; b++)
+        {
+            long row = (long)b * width;
+            Normalize(pSsm, row, rank, pDtN, dtNorm.Epsilon, half, dtRow);
+            Normalize(pSsm, row + rank, n, pBN, bNorm.Epsilon, half, bRow);
+            Normalize(pSsm, row + rank + n, n, pCN, cNorm.Epsilon, half, cRow);
+            fixed (float* dtv = dtRow, bv = bRow, cv = cRow, deltas = deltaRow, ys = yRow, gates = gateRow)
+            {
+                for (int c = 0; c < dInner; c++) deltas[c] = Load(pDtB, c, half) + Dot(pDtW, (long)c * rank, dtv, rank, half);
+                SoftplusInPlace(deltas, dInner);
+                float* h0 = (float*)pState + (long)b * dInner * n;
+                for (int c = 0; c < dInner; c++)
+                {
+                    float delta = deltas[c];
+                    float xv = Load(pX, (long)b * dInner + c, half);
+                    float* h = h0 + (long)c * n, ar = (float*)pA + (long)c * n;
+                    float yv;
+                    if (n == 16 && Vector512.IsHardwareAccelerated)
+                    {
+                        var hv = Vector512.Exp(Vector512.Load(ar) * delta) * Vector512.Load(h) + Vector512.Load(bv) * (delta * xv);
+                        hv.Store(h);
+                        yv = Vector512.Sum(hv * Vector512.Load(cv));
+                    }
+                    else
+                    {
+                        yv = 0f;
+                        for (int s = 0; s < n; s++)
+                        {
+                            float hs = MathF.Exp(ar[s] * delta) * h[s] + bv[s] * (delta * xv);
+                            h[s] = hs;
+                            yv += hs * cv[s];
+                        }
+                    }
+                    ys[c] = yv + Load(pD, c, dHalf) * xv;
+                    gates[c] = Load(pProj, (long)b * 2 * dInner + dInner + c, half);
+                }
+                SiluInPlace(gates, dInner);
+                for (int c = 0; c < dInner; c++) ys[c] *= gates[c];
+                StoreRow(ys, pOut, (long)b * dInner, dInner, half);
+            }
+        }
+        return output;
+    }
+
+    /// <summary>RMSNorm of <paramref name="count"/> values at element <paramref name="offset"/>, times the norm's weight, in fp32
+    /// (the tensor path's formula: <c>x · rsqrt(mean(x²) + ε) · w</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Normalize(nint src, long offset, int count, nint weight, double eps, bool half, float[] dst)
+    {
+        float sum = 0f;
+        for (int i = 0; i < count; i++)
+        {
+            float v = Load(src, offset + i, half);
+            dst[i] = v;
+            sum += v * v;
+        }
+        float inverse = 1f / MathF.Sqrt(sum / count + (float)eps);
+        for (int i = 0; i < count; i++) dst[i] = dst[i] * inverse * Load(weight, i, half);
+    }
+
+    /// <summary><c>Σ_r w[offset + r] · v[r]</c> over a bf16 or fp32 weight row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float Dot(nint weight, long offset, float* v, int count, bool half)
+    {
+        int r = 0;
+        float acc = 0f;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var sum = Vector512<float>.Zero;
+            if (half)
+            {
+                ushort* wr = (ushort*)weight + offset;
+                for (; r + 32 <= count; r += 32)
+                {
+                    var (lo, hi) = Vector512.Widen(Vector512.Load(wr + r));
+                    sum += Vector512.ShiftLeft(lo, 16).AsSingle() * Vector512.Load(v + r);
+                    sum += Vector512.ShiftLeft(hi, 16).AsSingle() * Vector512.Load(v + r + 16);
+                }
+            }
+            else
+            {
+                float* wr = (float*)weight + offset;
+                for (; r + 16 <= count; r += 16) sum += Vector512.Load(wr + r) * Vector512.Load(v + r);
+            }
+            acc = Vector512.Sum(sum);
+        }
+        for (; r < count; r++) acc += Load(weight, offset + r, half) * v[r];
+        return acc;
+    }
+
+    /// <summary><c>v · sigmoid(v)</c> over <paramref name="values"/> in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void SiluInPlace(float* values, int count)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + 16 <= count; i += 16)
+            {
+                var v = Vector512.Load(values + i);
+                (v / (Vector512<float>.One + Vector512.Exp(-v))).Store(values + i);
+            }
+        for (; i < count; i++) values[i] /= 1f + MathF.Exp(-values[i]);
+    }
+
+    /// <summary>Writes <paramref name="count"/> fp32 values to elements <paramref name="offset"/>… of a bf16 or fp32 buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void StoreRow(float* values, nint dst, long offset, int count, bool half)
+    {
+        if (!half)
+        {
+            new ReadOnlySpan<float>(values, count).CopyTo(new Span<float>((float*)dst + offset, count));
+            return;
+        }
+        for (int i = 0; i < count; i++) Store(dst, offset + i, values[i], half);
+    }
+
+    /// <summary>PyTorch's softplus (β = 1, threshold 20) over <paramref name="values"/> in place: <c>log(1 + exp(v))</c>, evaluated
+    /// in double so that <c>1 + exp(v)</c> loses nothing when <c>exp(v)</c> is small (what <c>log1p</c> guards against).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void SoftplusInPlace(float* values, int count)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var threshold = Vector512.Create(20f);
+            for (; i + 16 <= count; i += 16)
+            {
+                var v = Vector512.Load(values + i);
+                var (lo, hi) = Vector512.Widen(v);
+                var sp = Vector512.Narrow(Vector512.Log(Vector512<double>.One + Vector512.Exp(lo)), Vector512.Log(Vector512<double>.One + Vector512.Exp(hi)));
+                Vector512.ConditionalSelect(Vector512.GreaterThan(v, threshold), v, sp).Store(values + i);
+            }
+        }
+        for (; i < count; i++) values[i] = values[i] > 20f ? values[i] : (float)Math.Log(1.0 + Math.Exp(values[i]));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Load(nint p, long i, bool half) => BFloat16Bits.Load(p, i, half);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Store(nint p, long i, float v, bool half) => BFloat16Bits.Store(p, i, v, half);
+}
