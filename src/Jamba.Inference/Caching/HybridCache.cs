@@ -133,6 +133,8 @@ public sealed class HybridCache : IHybridCacheView, IDisposable
     {
         using var scope = NewDisposeScope();
         (k, v) = AppendKeyValue(layer, k, v);
+        if (mask is null && Modeling.DecodeAttention.Applies(q, _keys[layer]!))
+            return Modeling.DecodeAttention.Attend(q, _keys[layer]!, _values[layer]!, (int)k.shape[2]).MoveToOuterDisposeScope();
         return Modeling.AttentionKernels.Attend(q, k, v, mask).MoveToOuterDisposeScope();
     }
 

@@ -29,9 +29,9 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor input) => Linear(input, weight, bias);
 
-    /// <summary><c>input · weightᵀ + bias</c>: decode-sized bf16 products on CPU through <see cref="Bf16Gemv"/>, the rest through libtorch.</summary>
+    /// <summary><c>input · weightᵀ + bias</c>: decode-sized products on CPU through <see cref="DecodeGemv"/>, the rest through libtorch.</summary>
     internal static Tensor Linear(Tensor input, Tensor weight, Tensor? bias) =>
-        Bf16Gemv.Applies(input, weight) ? Bf16Gemv.Run(input, weight, bias) : nn.functional.linear(input, weight, bias);
+        DecodeGemv.Applies(input, weight) ? DecodeGemv.Run(input, weight, bias) : nn.functional.linear(input, weight, bias);
 }
 
 /// <summary>Device, dtype and gradient flag shared by every module of one model while it is built.</summary>

@@ -58,7 +58,7 @@ public static class TorchNativeLoader
 
     /// <summary>
     /// libtorch's OpenMP threads busy-wait after every parallel op (libgomp's default spins for up to ~1 ms). The decode path
-    /// runs its own multi-threaded kernels between libtorch ops (<c>Bf16Gemv</c>), and on a machine with few cores those
+    /// runs its own multi-threaded kernels between libtorch ops (<c>DecodeGemv</c>), and on a machine with few cores those
     /// spinning threads take the cores the kernels need (measured here: a GEMV after a libtorch op took 0.55 ms instead of
     /// 0.32 ms). So, unless the user chose an OpenMP wait policy or spin count, waiting threads sleep (<c>OMP_WAIT_POLICY
     /// =PASSIVE</c>; large GEMMs measured the same). libgomp reads the variable when it is loaded, which is after this runs

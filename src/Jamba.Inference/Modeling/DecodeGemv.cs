@@ -1,0 +1,212 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Modeling;
+
+/// <summary>
+/// <c>y = x·Wᵀ + b</c> for the few rows of a decode step on CPU (bf16 or fp32 weights), streaming the weights once at
+/// memory bandwidth. Decode is a matrix–vector product: every weight is used once per row, so the cost is reading the
+/// weights. libtorch reaches ~8–18 GB/s here at one row; this kernel reads 16 weights (fp32) or 32 (bf16, widened with one
+/// shift for the even elements and one mask for the odd ones against a de-interleaved fp32 copy of x) per AVX-512 load,
+/// four weight rows per pass sharing each load of x, prefetches the next four rows, and splits the rows over the
+/// intra-op threads. Accumulation is fp32 and a bf16 result is rounded once, as libtorch does; only the summation order
+/// differs.
+/// </summary>
+internal static class DecodeGemv
+{
+    /// <summary>Most rows (positions × batch) handled here; larger inputs are GEMMs and stay with libtorch.</summary>
+    public const long MaxRows = 8;
+
+    /// <summary>Products smaller than this run on the calling thread (a thread hand-off costs ~5–13 µs).</summary>
+    private const long ParallelBytes = 256 << 10;
+
+    /// <summary>Whether <paramref name="input"/> × <paramref name="weight"/> is a decode-sized product this kernel runs.</summary>
+    public static bool Applies(Tensor input, Tensor weight) =>
+        Enabled && Vector512.IsHardwareAccelerated
+        && weight.device_type == DeviceType.CPU && input.dtype == weight.dtype
+        && (weight.dtype == ScalarType.BFloat16 && weight.shape[1] % 32 == 0 || weight.dtype == ScalarType.Float32 && weight.shape[1] % 16 == 0)
+        && !weight.requires_grad && !input.requires_grad && weight.is_contiguous() && input.is_contiguous()
+        && input.numel() / weight.shape[1] <= MaxRows;
+
+    /// <summary>Off with <c>JAMBA_DECODE_GEMV=0</c> (to benchmark against libtorch).</summary>
+    internal static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("JAMBA_DECODE_GEMV") != "0";
+
+    /// <summary>Computes the product; the output has <paramref name="input"/>'s shape with the last dimension replaced.</summary>
+    public static unsafe Tensor Run(Tensor input, Tensor weight, Tensor? bias)
+    {
+        int inFeatures = (int)weight.shape[1], outFeatures = (int)weight.shape[0];
+        int rows = (int)(input.numel() / inFeatures);
+        bool half = weight.dtype == ScalarType.BFloat16;
+        var shape = input.shape.ToArray();
+        shape[^1] = outFeatures;
+        var output = torch.empty(shape, dtype: weight.dtype);
+        nint px = SelectiveScan.Address(input), pw = SelectiveScan.Address(weight), py = SelectiveScan.Address(output);
+        nint pb = bias is null ? 0 : SelectiveScan.Address(bias);
+        bool halfBias = bias is not null && bias.dtype == ScalarType.BFloat16;
+        // x as fp32; for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j in
+        // its low half and 2j+1 in its high half).
+        var xs = new float[rows * inFeatures];
+        int pairs = inFeatures / 2;
+        for (int r = 0; r < rows; r++)
+        {
+            long o = (long)r * inFeatures;
+            if (half)
+                for (int j = 0; j < pairs; j++)
+                {
+                    xs[o + j] = BFloat16Bits.Load(px, o + 2 * j, true);
+                    xs[o + pairs + j] = BFloat16Bits.Load(px, o + 2 * j + 1, true);
+                }
+            else
+                new ReadOnlySpan<float>((float*)px + o, inFeatures).CopyTo(xs.AsSpan((int)o, inFeatures));
+        }
+        int threads = Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount));
+        long bytes = (long)outFeatures * inFeatures * (half ? 2 : 4);
+        if (threads == 1 || bytes < ParallelBytes)
+        {
+            fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, outFeatures, 0, outFeatures);
+        }
+        else
+        {
+            // Contiguous slices of output rows, a multiple of 4 each.
+            int per = (outFeatures / threads + 3) & ~3;
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            {
+                int start = t * per, end = Math.Min(outFeatures, start + per);
+                if (start >= end) return;
+                fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, outFeatures, start, end);
+            });
+        }
+        GC.KeepAlive(xs);
+        return output;
+    }
+
+    private static unsafe void Rows(bool half, float* xs, int rows, int inFeatures, nint pw, nint pb, bool halfBias, nint py, int outFeatures, int start, int end)
+    {
+        if (half) Block(xs, rows, inFeatures, pw, pb, halfBias, py, outFeatures, start, end);
+        else BlockF32(xs, rows, inFeatures, pw, pb, py, outFeatures, start, end);
+    }
+
+    /// <summary>fp32 weights: output features <c>[start, end)</c> for every row, four weight rows per pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void BlockF32(float* xs, int rows, int inFeatures, nint pw, nint pb, nint py, int outFeatures, int start, int end)
+    {
+        int o = start;
+        for (; o + 4 <= end; o += 4)
+        {
+            float* w0 = (float*)pw + (long)o * inFeatures, w1 = w0 + inFeatures, w2 = w1 + inFeatures, w3 = w2 + inFeatures;
+            byte* next = (byte*)(w3 + inFeatures);
+            bool prefetch = Sse.IsSupported && o + 8 <= end;
+            for (int r = 0; r < rows; r++)
+            {
+                float* x = xs + (long)r * inFeatures;
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int j = 0; j < inFeatures; j += 16)
+                {
+                    if (prefetch && r == 0)
+                    {
+                        byte* line = next + (long)j * 16;
+                        Sse.Prefetch0(line);
+                        Sse.Prefetch0(line + 64);
+                        Sse.Prefetch0(line + 128);
+                        Sse.Prefetch0(line + 192);
+                    }
+                    var xv = Vector512.Load(x + j);
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.Load(w0 + j), xv, a0);
+                    a1 = Vector512.FusedMultiplyAdd(Vector512.Load(w1 + j), xv, a1);
+                    a2 = Vector512.FusedMultiplyAdd(Vector512.Load(w2 + j), xv, a2);
+                    a3 = Vector512.FusedMultiplyAdd(Vector512.Load(w3 + j), xv, a3);
+                }
+                float* y = (float*)py + (long)r * outFeatures + o;
+                y[0] = Vector512.Sum(a0) + Bias(pb, o, false);
+                y[1] = Vector512.Sum(a1) + Bias(pb, o + 1, false);
+                y[2] = Vector512.Sum(a2) + Bias(pb, o + 2, false);
+                y[3] = Vector512.Sum(a3) + Bias(pb, o + 3, false);
+            }
+        }
+        for (; o < end; o++)
+        {
+            float* w = (float*)pw + (long)o * inFeatures;
+            for (int r = 0; r < rows; r++)
+            {
+                float* x = xs + (long)r * inFeatures;
+                Vector512<float> a = default;
+                for (int j = 0; j < inFeatures; j += 16) a = Vector512.FusedMultiplyAdd(Vector512.Load(w + j), Vector512.Load(x + j), a);
+                ((float*)py)[(long)r * outFeatures + o] = Vector512.Sum(a) + Bias(pb, o, false);
+            }
+        }
+    }
+
+    /// <summary>bf16 weights: output features <c>[start, end)</c> for every row; four weight rows at a time share each load of x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Block(float* xs, int rows, int inFeatures, nint pw, nint pb, bool bf16Bias, nint py, int outFeatures, int start, int end)
+    {
+        int pairs = inFeatures / 2;
+        var mask = Vector512.Create(0xFFFF0000u);
+        int o = start;
+        for (; o + 4 <= end; o += 4)
+        {
+            uint* w0 = (uint*)((ushort*)pw + (long)o * inFeatures), w1 = w0 + pairs, w2 = w1 + pairs, w3 = w2 + pairs;
+            // The next block of four rows (contiguous, 8·in bytes) is prefetched while this one is computed: rows are short
+            // streams (2 KiB at in = 1024) that the hardware prefetcher alone does not ramp up on in time.
+            byte* next = (byte*)(w3 + pairs);
+            bool prefetch = Sse.IsSupported && o + 8 <= end;
+            for (int r = 0; r < rows; r++)
+            {
+                float* xe = xs + (long)r * inFeatures, xo = xe + pairs;
+                Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int j = 0; j < pairs; j += 16)
+                {
+                    if (prefetch && r == 0)
+                    {
+                        byte* line = next + (long)j * 16;
+                        Sse.Prefetch0(line);
+                        Sse.Prefetch0(line + 64);
+                        Sse.Prefetch0(line + 128);
+                        Sse.Prefetch0(line + 192);
+                    }
+                    var e = Vector512.Load(xe + j);
+                    var d = Vector512.Load(xo + j);
+                    var u0 = Vector512.Load(w0 + j);
+                    var u1 = Vector512.Load(w1 + j);
+                    var u2 = Vector512.Load(w2 + j);
+                    var u3 = Vector512.Load(w3 + j);
+                    a0 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u0, 16).AsSingle(), e, a0);
+                    a1 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u1, 16).AsSingle(), e, a1);
+                    a2 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u2, 16).AsSingle(), e, a2);
+                    a3 = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u3, 16).AsSingle(), e, a3);
+                    a0 = Vector512.FusedMultiplyAdd((u0 & mask).AsSingle(), d, a0);
+                    a1 = Vector512.FusedMultiplyAdd((u1 & mask).AsSingle(), d, a1);
+                    a2 = Vector512.FusedMultiplyAdd((u2 & mask).AsSingle(), d, a2);
+                    a3 = Vector512.FusedMultiplyAdd((u3 & mask).AsSingle(), d, a3);
+                }
+                long y = (long)r * outFeatures + o;
+                BFloat16Bits.Store(py, y, Vector512.Sum(a0) + Bias(pb, o, bf16Bias), true);
+                BFloat16Bits.Store(py, y + 1, Vector512.Sum(a1) + Bias(pb, o + 1, bf16Bias), true);
+                BFloat16Bits.Store(py, y + 2, Vector512.Sum(a2) + Bias(pb, o + 2, bf16Bias), true);
+                BFloat16Bits.Store(py, y + 3, Vector512.Sum(a3) + Bias(pb, o + 3, bf16Bias), true);
+            }
+        }
+        for (; o < end; o++)
+        {
+            uint* w = (uint*)((ushort*)pw + (long)o * inFeatures);
+            for (int r = 0; r < rows; r++)
+            {
+                float* xe = xs + (long)r * inFeatures, xo = xe + pairs;
+                Vector512<float> a = default;
+                for (int j = 0; j < pairs; j += 16)
+                {
+                    var u = Vector512.Load(w + j);
+                    a = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u, 16).AsSingle(), Vector512.Load(xe + j), a);
+                    a = Vector512.FusedMultiplyAdd((u & mask).AsSingle(), Vector512.Load(xo + j), a);
+                }
+                BFloat16Bits.Store(py, (long)r * outFeatures + o, Vector512.Sum(a) + Bias(pb, o, bf16Bias), true);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Bias(nint pb, int o, bool bf16) => pb == 0 ? 0f : BFloat16Bits.Load(pb, o, bf16);
+}

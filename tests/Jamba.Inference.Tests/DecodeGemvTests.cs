@@ -1,0 +1,53 @@
+using Jamba.Inference.Modeling;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Tests;
+
+/// <summary>The decode GEMV kernel against libtorch's fp32 product of the same values (rounded once to bf16 for bf16).</summary>
+public sealed class DecodeGemvTests
+{
+    [Theory]
+    [InlineData(7, 32, 1, false, true)]      // fewer outputs than a block of four
+    [InlineData(96, 2048, 1, false, true)]   // x_proj-like
+    [InlineData(4099, 1024, 3, true, true)]  // a remainder after blocks of four, several rows, bias, threads
+    [InlineData(1030, 512, 8, true, true)]   // the most rows the kernel takes
+    [InlineData(7, 16, 1, false, false)]     // fp32
+    [InlineData(4099, 1024, 3, true, false)]
+    [InlineData(1030, 512, 8, true, false)]
+    public void Equals_libtorchs_fp32_product(int outFeatures, int inFeatures, int rows, bool withBias, bool bf16)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(42);
+        var dtype = bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var w = (torch.randn([outFeatures, inFeatures], generator: gen).Times(0.05)).to(dtype);
+        var x = torch.randn([1, rows, inFeatures], generator: gen).to(dtype);
+        var b = withBias ? torch.randn([outFeatures], generator: gen).to(dtype) : null;
+        Assert.True(DecodeGemv.Applies(x, w));
+        var actual = DecodeGemv.Run(x, w, b);
+        Assert.Equal(dtype, actual.dtype);
+        Assert.Equal(new long[] { 1, rows, outFeatures }, actual.shape);
+        var exact = nn.functional.linear(x.to(ScalarType.Float32), w.to(ScalarType.Float32), b?.to(ScalarType.Float32));
+        var a = actual.to(ScalarType.Float32).data<float>().ToArray();
+        var e = exact.data<float>().ToArray();
+        for (int i = 0; i < a.Length; i++)
+        {
+            // bf16: one rounding of the result (half an ulp: 2⁻⁹ relative); both: fp32 summation-order noise
+            float tolerance = (bf16 ? Math.Abs(e[i]) / 256 : 0f) + 1e-4f;
+            Assert.True(Math.Abs(a[i] - e[i]) <= tolerance, $"element {i}: {a[i]} vs {e[i]}");
+        }
+    }
+
+    [Fact]
+    public void Leaves_other_products_to_libtorch()
+    {
+        using var scope = NewDisposeScope();
+        var w = torch.zeros([64, 64], dtype: ScalarType.BFloat16);
+        Assert.False(DecodeGemv.Applies(torch.zeros([1, 9, 64], dtype: ScalarType.BFloat16), w));                 // a GEMM: too many rows
+        Assert.False(DecodeGemv.Applies(torch.zeros([1, 1, 48], dtype: ScalarType.BFloat16), torch.zeros([64, 48], dtype: ScalarType.BFloat16))); // in % 32
+        Assert.False(DecodeGemv.Applies(torch.zeros([1, 1, 64]), torch.zeros([64, 64], dtype: ScalarType.BFloat16)));  // mixed dtypes
+        Assert.False(DecodeGemv.Applies(torch.zeros([1, 1, 40]), torch.zeros([64, 40])));                           // fp32, in % 16
+        Assert.False(DecodeGemv.Applies(torch.zeros([1, 1, 64], dtype: ScalarType.BFloat16), torch.zeros([64, 64], dtype: ScalarType.BFloat16).requires_grad_())); // training
+    }
+}
