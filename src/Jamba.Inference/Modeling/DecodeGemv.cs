@@ -12,7 +12,7 @@ namespace Jamba.Inference.Modeling;
 /// weights. libtorch reaches ~8–18 GB/s here at one row; this kernel reads 16 weights (fp32) or 32 (bf16, widened with one
 /// shift for the even elements and one mask for the odd ones against a de-interleaved fp32 copy of x) per AVX-512 load,
 /// four weight rows per pass sharing each load of x, prefetches the next four rows, and splits the rows over the
-/// intra-op threads. Accumulation is fp32 and a bf16 result is rounded once, as libtorch does; only the summation order
+/// intra-op threads (<see cref="KernelThreads"/>). Accumulation is fp32 and a bf16 result is rounded once, as libtorch does; only the summation order
 /// differs.
 /// </summary>
 internal static class DecodeGemv
@@ -20,7 +20,7 @@ internal static class DecodeGemv
     /// <summary>Most rows (positions × batch) handled here; larger inputs are GEMMs and stay with libtorch.</summary>
     public const long MaxRows = 8;
 
-    /// <summary>Products smaller than this run on the calling thread (a thread hand-off costs ~5–13 µs).</summary>
+    /// <summary>Products smaller than this run on the calling thread alone.</summary>
     private const long ParallelBytes = 256 << 10;
 
     /// <summary>Whether <paramref name="input"/> × <paramref name="weight"/> is a decode-sized product this kernel runs.</summary>
@@ -72,7 +72,7 @@ internal static class DecodeGemv
         {
             // Contiguous slices of output rows, a multiple of 4 each.
             int per = (outFeatures / threads + 3) & ~3;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            KernelThreads.Run(threads, t =>
             {
                 int start = t * per, end = Math.Min(outFeatures, start + per);
                 if (start >= end) return;

@@ -93,14 +93,32 @@ internal static class MambaDecodeKernel
             Normalize(pSsm, row, rank, pDtN, dtNorm.Epsilon, half, dtRow);
             Normalize(pSsm, row + rank, n, pBN, bNorm.Epsilon, half, bRow);
             Normalize(pSsm, row + rank + n, n, pCN, cNorm.Epsilon, half, cRow);
-            fixed (float* dtv = dtRow, bv = bRow, cv = cRow, deltas = deltaRow, ys = yRow, gates = gateRow)
+            // Channels are independent once dt, B and C are normalised: split them over the kernel threads.
+            int parts = dInner >= 1024 ? Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount)) : 1;
+            int per = (dInner / parts + 15) & ~15;
+            int rowIndex = b;
+            KernelThreads.Run(parts, part =>
             {
-                for (int c = 0; c < dInner; c++) deltas[c] = Load(pDtB, c, half) + Dot(pDtW, (long)c * rank, dtv, rank, half);
-                SoftplusInPlace(deltas, dInner);
+                int from = part * per, to = Math.Min(dInner, from + per);
+                if (from < to) Channels(rowIndex, from, to);
+            });
+        }
+        return output;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        void Channels(int b, int from, int to)
+        {
+            fixed (float* dtv = dtRow, bv = bRow, cv = cRow, deltaAll = deltaRow, yAll = yRow, gateAll = gateRow)
+            {
+                float* deltas = deltaAll + from, ys = yAll + from, gates = gateAll + from;
+                int count = to - from;
+                for (int i = 0; i < count; i++) deltas[i] = Load(pDtB, from + i, half) + Dot(pDtW, (long)(from + i) * rank, dtv, rank, half);
+                SoftplusInPlace(deltas, count);
                 float* h0 = (float*)pState + (long)b * dInner * n;
-                for (int c = 0; c < dInner; c++)
+                for (int i = 0; i < count; i++)
                 {
-                    float delta = deltas[c];
+                    int c = from + i;
+                    float delta = deltas[i];
                     float xv = Load(pX, (long)b * dInner + c, half);
                     float* h = h0 + (long)c * n, ar = (float*)pA + (long)c * n;
                     float yv;
@@ -120,15 +138,14 @@ internal static class MambaDecodeKernel
                             yv += hs * cv[s];
                         }
                     }
-                    ys[c] = yv + Load(pD, c, dHalf) * xv;
-                    gates[c] = Load(pProj, (long)b * 2 * dInner + dInner + c, half);
+                    ys[i] = yv + Load(pD, c, dHalf) * xv;
+                    gates[i] = Load(pProj, (long)b * 2 * dInner + dInner + c, half);
                 }
-                SiluInPlace(gates, dInner);
-                for (int c = 0; c < dInner; c++) ys[c] *= gates[c];
-                StoreRow(ys, pOut, (long)b * dInner, dInner, half);
+                SiluInPlace(gates, count);
+                for (int i = 0; i < count; i++) ys[i] *= gates[i];
+                StoreRow(ys, pOut, (long)b * dInner + from, count, half);
             }
         }
-        return output;
     }
 
     /// <summary>RMSNorm of <paramref name="count"/> values at element <paramref name="offset"/>, times the norm's weight, in fp32
