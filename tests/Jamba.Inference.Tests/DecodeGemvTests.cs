@@ -39,6 +39,30 @@ public sealed class DecodeGemvTests
         }
     }
 
+    [Theory]
+    [InlineData(2816, 1024, 1, true)]
+    [InlineData(100, 64, 3, true)]
+    [InlineData(2816, 1024, 2, false)]
+    [InlineData(36, 32, 1, false)]
+    public void Gated_pair_equals_silu_gate_times_up(int outFeatures, int inFeatures, int rows, bool bf16)
+    {
+        using var scope = NewDisposeScope();
+        using var gen = new Generator(3);
+        var dtype = bf16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        var wg = torch.randn([outFeatures, inFeatures], generator: gen).Times(0.05).to(dtype);
+        var wu = torch.randn([outFeatures, inFeatures], generator: gen).Times(0.05).to(dtype);
+        var x = torch.randn([1, rows, inFeatures], generator: gen).to(dtype);
+        var actual = DecodeGemv.RunGated(x, wg, wu).to(ScalarType.Float32).data<float>().ToArray();
+        var xf = x.to(ScalarType.Float32);
+        var expected = (nn.functional.silu(nn.functional.linear(xf, wg.to(ScalarType.Float32))) * nn.functional.linear(xf, wu.to(ScalarType.Float32)))
+            .data<float>().ToArray();
+        for (int i = 0; i < actual.Length; i++)
+        {
+            float tolerance = (bf16 ? Math.Abs(expected[i]) / 256 : 0f) + 1e-4f;
+            Assert.True(Math.Abs(actual[i] - expected[i]) <= tolerance, $"element {i}: {actual[i]} vs {expected[i]}");
+        }
+    }
+
     [Fact]
     public void Leaves_other_products_to_libtorch()
     {

@@ -46,8 +46,71 @@ internal static class DecodeGemv
         nint px = SelectiveScan.Address(input), pw = SelectiveScan.Address(weight), py = SelectiveScan.Address(output);
         nint pb = bias is null ? 0 : SelectiveScan.Address(bias);
         bool halfBias = bias is not null && bias.dtype == ScalarType.BFloat16;
-        // x as fp32; for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j in
-        // its low half and 2j+1 in its high half).
+        var xs = PrepareInput(px, rows, inFeatures, half);
+        int threads = Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount));
+        long bytes = (long)outFeatures * inFeatures * (half ? 2 : 4);
+        if (threads == 1 || bytes < ParallelBytes)
+        {
+            fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, half, outFeatures, 0, outFeatures);
+        }
+        else
+        {
+            // Contiguous slices of output rows, a multiple of 4 each.
+            int per = (outFeatures / threads + 3) & ~3;
+            KernelThreads.Run(threads, t =>
+            {
+                int start = t * per, end = Math.Min(outFeatures, start + per);
+                if (start >= end) return;
+                fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, half, outFeatures, start, end);
+            });
+        }
+        GC.KeepAlive(xs);
+        return output;
+    }
+
+    /// <summary>
+    /// The gated pair of a SwiGLU MLP in one pass: <c>silu(x·W_gateᵀ) ⊙ (x·W_upᵀ)</c>, both products into fp32 scratch and
+    /// the product rounded once (the tensor path rounds the gate, the SiLU and the product to the dtype in turn).
+    /// </summary>
+    public static unsafe Tensor RunGated(Tensor input, Tensor gateWeight, Tensor upWeight)
+    {
+        int inFeatures = (int)gateWeight.shape[1], outFeatures = (int)gateWeight.shape[0];
+        int rows = (int)(input.numel() / inFeatures);
+        bool half = gateWeight.dtype == ScalarType.BFloat16;
+        var shape = input.shape.ToArray();
+        shape[^1] = outFeatures;
+        var output = torch.empty(shape, dtype: gateWeight.dtype);
+        nint px = SelectiveScan.Address(input), pg = SelectiveScan.Address(gateWeight), pu = SelectiveScan.Address(upWeight), py = SelectiveScan.Address(output);
+        var xs = PrepareInput(px, rows, inFeatures, half);
+        var gates = new float[rows * outFeatures];
+        var ups = new float[rows * outFeatures];
+        int threads = Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount));
+        if ((long)outFeatures * inFeatures * (half ? 4 : 8) < ParallelBytes) threads = 1;
+        int per = (outFeatures / threads + 15) & ~15;
+        KernelThreads.Run(threads, t =>
+        {
+            int start = t * per, end = Math.Min(outFeatures, start + per);
+            if (start >= end) return;
+            fixed (float* x = xs, g = gates, u = ups)
+            {
+                Rows(half, x, rows, inFeatures, pg, 0, false, (nint)g, false, outFeatures, start, end);
+                Rows(half, x, rows, inFeatures, pu, 0, false, (nint)u, false, outFeatures, start, end);
+                for (int r = 0; r < rows; r++)
+                {
+                    float* gr = g + (long)r * outFeatures + start, ur = u + (long)r * outFeatures + start;
+                    MambaDecodeKernel.SiluInPlace(gr, end - start);
+                    for (int i = 0; i < end - start; i++) BFloat16Bits.Store(py, (long)r * outFeatures + start + i, gr[i] * ur[i], half);
+                }
+            }
+        });
+        GC.KeepAlive(xs);
+        return output;
+    }
+
+    /// <summary>x as fp32; for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j
+    /// in its low half and 2j+1 in its high half).</summary>
+    private static unsafe float[] PrepareInput(nint px, int rows, int inFeatures, bool half)
+    {
         var xs = new float[rows * inFeatures];
         int pairs = inFeatures / 2;
         for (int r = 0; r < rows; r++)
@@ -62,30 +125,12 @@ internal static class DecodeGemv
             else
                 new ReadOnlySpan<float>((float*)px + o, inFeatures).CopyTo(xs.AsSpan((int)o, inFeatures));
         }
-        int threads = Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount));
-        long bytes = (long)outFeatures * inFeatures * (half ? 2 : 4);
-        if (threads == 1 || bytes < ParallelBytes)
-        {
-            fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, outFeatures, 0, outFeatures);
-        }
-        else
-        {
-            // Contiguous slices of output rows, a multiple of 4 each.
-            int per = (outFeatures / threads + 3) & ~3;
-            KernelThreads.Run(threads, t =>
-            {
-                int start = t * per, end = Math.Min(outFeatures, start + per);
-                if (start >= end) return;
-                fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, outFeatures, start, end);
-            });
-        }
-        GC.KeepAlive(xs);
-        return output;
+        return xs;
     }
 
-    private static unsafe void Rows(bool half, float* xs, int rows, int inFeatures, nint pw, nint pb, bool halfBias, nint py, int outFeatures, int start, int end)
+    private static unsafe void Rows(bool half, float* xs, int rows, int inFeatures, nint pw, nint pb, bool halfBias, nint py, bool outHalf, int outFeatures, int start, int end)
     {
-        if (half) Block(xs, rows, inFeatures, pw, pb, halfBias, py, outFeatures, start, end);
+        if (half) Block(xs, rows, inFeatures, pw, pb, halfBias, py, outHalf, outFeatures, start, end);
         else BlockF32(xs, rows, inFeatures, pw, pb, py, outFeatures, start, end);
     }
 
@@ -141,7 +186,7 @@ internal static class DecodeGemv
 
     /// <summary>bf16 weights: output features <c>[start, end)</c> for every row; four weight rows at a time share each load of x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Block(float* xs, int rows, int inFeatures, nint pw, nint pb, bool bf16Bias, nint py, int outFeatures, int start, int end)
+    private static unsafe void Block(float* xs, int rows, int inFeatures, nint pw, nint pb, bool bf16Bias, nint py, bool outHalf, int outFeatures, int start, int end)
     {
         int pairs = inFeatures / 2;
         var mask = Vector512.Create(0xFFFF0000u);
@@ -183,10 +228,10 @@ internal static class DecodeGemv
                     a3 = Vector512.FusedMultiplyAdd((u3 & mask).AsSingle(), d, a3);
                 }
                 long y = (long)r * outFeatures + o;
-                BFloat16Bits.Store(py, y, Vector512.Sum(a0) + Bias(pb, o, bf16Bias), true);
-                BFloat16Bits.Store(py, y + 1, Vector512.Sum(a1) + Bias(pb, o + 1, bf16Bias), true);
-                BFloat16Bits.Store(py, y + 2, Vector512.Sum(a2) + Bias(pb, o + 2, bf16Bias), true);
-                BFloat16Bits.Store(py, y + 3, Vector512.Sum(a3) + Bias(pb, o + 3, bf16Bias), true);
+                BFloat16Bits.Store(py, y, Vector512.Sum(a0) + Bias(pb, o, bf16Bias), outHalf);
+                BFloat16Bits.Store(py, y + 1, Vector512.Sum(a1) + Bias(pb, o + 1, bf16Bias), outHalf);
+                BFloat16Bits.Store(py, y + 2, Vector512.Sum(a2) + Bias(pb, o + 2, bf16Bias), outHalf);
+                BFloat16Bits.Store(py, y + 3, Vector512.Sum(a3) + Bias(pb, o + 3, bf16Bias), outHalf);
             }
         }
         for (; o < end; o++)
@@ -202,7 +247,7 @@ internal static class DecodeGemv
                     a = Vector512.FusedMultiplyAdd(Vector512.ShiftLeft(u, 16).AsSingle(), Vector512.Load(xe + j), a);
                     a = Vector512.FusedMultiplyAdd((u & mask).AsSingle(), Vector512.Load(xo + j), a);
                 }
-                BFloat16Bits.Store(py, (long)r * outFeatures + o, Vector512.Sum(a) + Bias(pb, o, bf16Bias), true);
+                BFloat16Bits.Store(py, (long)r * outFeatures + o, Vector512.Sum(a) + Bias(pb, o, bf16Bias), outHalf);
             }
         }
     }

@@ -196,7 +196,7 @@ internal static class MambaDecodeKernel
 
     /// <summary><c>v · sigmoid(v)</c> over <paramref name="values"/> in place.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void SiluInPlace(float* values, int count)
+    internal static unsafe void SiluInPlace(float* values, int count)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
