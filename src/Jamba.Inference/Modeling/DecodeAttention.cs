@@ -100,7 +100,7 @@ internal static class DecodeAttention
                 var vtotal = Vector512<float>.Zero;
                 for (; i + 16 <= length; i += 16)
                 {
-                    var e = Vector512.Exp(Vector512.Load(sc + i) - vmax);
+                    var e = FastMath.Exp(Vector512.Load(sc + i) - vmax);
                     e.Store(sc + i);
                     vtotal += e;
                 }

@@ -124,7 +124,7 @@ internal static class MambaDecodeKernel
                     float yv;
                     if (n == 16 && Vector512.IsHardwareAccelerated)
                     {
-                        var hv = Vector512.Exp(Vector512.Load(ar) * delta) * Vector512.Load(h) + Vector512.Load(bv) * (delta * xv);
+                        var hv = FastMath.Exp(Vector512.Load(ar) * delta) * Vector512.Load(h) + Vector512.Load(bv) * (delta * xv);
                         hv.Store(h);
                         yv = Vector512.Sum(hv * Vector512.Load(cv));
                     }
@@ -203,7 +203,7 @@ internal static class MambaDecodeKernel
             for (; i + 16 <= count; i += 16)
             {
                 var v = Vector512.Load(values + i);
-                (v / (Vector512<float>.One + Vector512.Exp(-v))).Store(values + i);
+                (v / (Vector512<float>.One + FastMath.Exp(-v))).Store(values + i);
             }
         for (; i < count; i++) values[i] /= 1f + MathF.Exp(-values[i]);
     }

@@ -118,7 +118,7 @@ public static class SelectiveScan
                 for (int t = 0; t < l; t++)
                 {
                     float step = dtr[t];
-                    var decay = Vector512.Exp(av * step);
+                    var decay = FastMath.Exp(av * step);
                     hv = decay * hv + Vector512.Load(bb + (long)t * n) * (step * xr[t]);
                     yr[t] = Vector512.Sum(hv * Vector512.Load(cb + (long)t * n)) + dskip * xr[t];
                 }
