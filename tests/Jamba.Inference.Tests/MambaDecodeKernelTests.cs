@@ -63,8 +63,8 @@ public sealed class MambaDecodeKernelTests(ITestOutputHelper output)
     /// batch, feeding a fixed token sequence so both runs see the same tokens.</summary>
     private static (List<float[]> Logits, List<float[]> States) Decode(JambaForCausalLM model, long[][] prompts, bool kernels)
     {
-        bool before = JambaMambaMixer.UseDecodeKernels;
-        JambaMambaMixer.UseDecodeKernels = kernels;
+        bool before = DecodeKernels.Enabled;
+        DecodeKernels.Enabled = kernels;
         var logits = new List<float[]>();
         var states = new List<float[]>();
         var caches = prompts.Select(_ => model.CreateCache(1)).ToArray();
@@ -105,7 +105,7 @@ public sealed class MambaDecodeKernelTests(ITestOutputHelper output)
         }
         finally
         {
-            JambaMambaMixer.UseDecodeKernels = before;
+            DecodeKernels.Enabled = before;
             foreach (var c in caches) c.Dispose();
         }
         return (logits, states);

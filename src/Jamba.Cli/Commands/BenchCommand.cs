@@ -201,6 +201,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         long kvPerToken = ModelArithmetic.KvBytesPerToken(config, elt);
         int maxPrompt = promptLengths.Max();
         long cacheAtMax = ModelArithmetic.CacheBytes(config, maxPrompt + settings.NewTokens, elt);
+        double? decodeBound = bandwidth / readPerToken; // tokens/s if every weight read per token streamed at that bandwidth
 
         if (settings.Json)
         {
@@ -261,9 +262,9 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     ["by_kind_ms"] = new JsonObject(profile.ByKind.Select(kv => new KeyValuePair<string, JsonNode?>(kv.Key, JsonOutput.Number(kv.Value, 3)))),
                     ["layers_ms"] = new JsonArray(profile.LayerMilliseconds.Select((v, i) => (JsonNode)new JsonObject { ["layer"] = i, ["kind"] = profile.LayerKinds[i], ["ms"] = JsonOutput.Number(v, 3) }).ToArray()),
                 },
-                ["memory_read_bytes_per_second"] = bandwidth is { } bw ? JsonOutput.Number(bw, 0) : null,
-                ["decode_bound_tokens_per_second"] = bandwidth is { } bw2 ? JsonOutput.Number(bw2 / readPerToken, 2) : null,
-                ["profiled_step_fraction_of_bound"] = bandwidth is { } bw3 && profile is not null ? JsonOutput.Number(readPerToken / bw3 * 1000 / profile.StepMilliseconds, 3) : null,
+                ["memory_read_bytes_per_second"] = JsonOutput.Number(bandwidth, 0),
+                ["decode_bound_tokens_per_second"] = JsonOutput.Number(decodeBound, 2),
+                ["profiled_step_fraction_of_bound"] = JsonOutput.Number(profile is null ? null : 1000 / profile.StepMilliseconds / decodeBound, 3),
                 ["rss_after_load_bytes"] = rssAfterLoad,
                 ["peak_rss_bytes"] = peak,
             };
@@ -292,9 +293,8 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         if (profile is not null)
             io.Console.MarkupLine(Markup.Escape($"Decode step {profile.StepMilliseconds:0.00} ms: embedding {profile.EmbeddingMilliseconds:0.00}, " +
                 string.Join(", ", profile.ByKind.Select(kv => $"{kv.Key} {kv.Value:0.00}")) + $", final norm + LM head {profile.HeadMilliseconds:0.00} ms"));
-        if (bandwidth is { } bytesPerSecond)
+        if (bandwidth is { } bytesPerSecond && decodeBound is { } bound)
         {
-            double bound = bytesPerSecond / readPerToken;
             string measured = profile is null ? "" : $"; the profiled step ({profile.StepMilliseconds:0.00} ms = {1000 / profile.StepMilliseconds:0.0} tok/s) is {1000 / profile.StepMilliseconds / bound:P0} of it";
             io.Console.MarkupLine(Markup.Escape($"Weights read at {bytesPerSecond / 1e9:0.0} GB/s ({torch.get_num_threads()} threads): batch-1 decode cannot exceed {bound:0.0} tok/s at {ModelArithmetic.FormatBytes(readPerToken)} per token{measured}."));
         }

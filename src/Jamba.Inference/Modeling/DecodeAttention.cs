@@ -18,12 +18,10 @@ internal static class DecodeAttention
 {
     /// <summary>Whether the kernel handles these tensors: CPU, fp32/bf16, one query position, head size a multiple of 16.</summary>
     public static bool Applies(Tensor q, Tensor keys) =>
-        Enabled && Avx512F.IsSupported && q.device_type == DeviceType.CPU && q.shape[2] == 1
+        DecodeKernels.Enabled && Avx512F.IsSupported && q.device_type == DeviceType.CPU && q.shape[2] == 1
         && q.dtype == keys.dtype && q.dtype is ScalarType.Float32 or ScalarType.BFloat16 && keys.is_contiguous()
         && q.shape[3] % 16 == 0;
 
-    /// <summary>Off with <c>JAMBA_DECODE_KERNELS=0</c>, like the Mamba decode kernels.</summary>
-    internal static bool Enabled => JambaMambaMixer.UseDecodeKernels;
 
     /// <summary>Attends <paramref name="q"/> <c>[B, H, 1, hd]</c> to the first <paramref name="length"/> positions of the cache
     /// buffers <paramref name="keys"/>/<paramref name="values"/> <c>[B, kvh, capacity, hd]</c>; returns <c>[B, H, 1, hd]</c>.</summary>
@@ -38,7 +36,7 @@ internal static class DecodeAttention
         float scale = 1f / MathF.Sqrt(hd);
         int units = batch * kvHeads;
         long work = (long)units * length * hd * groups;
-        int threads = Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount));
+        int threads = KernelThreads.Count;
         if (threads == 1 || units == 1 || work < 1 << 18)
             for (int u = 0; u < units; u++) Unit(u);
         else

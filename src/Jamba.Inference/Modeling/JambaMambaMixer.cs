@@ -133,10 +133,6 @@ public sealed class JambaMambaMixer : nn.Module
         base.Dispose(disposing);
     }
 
-    /// <summary>Whether one-position steps on CPU use <see cref="MambaDecodeKernel"/> (default); tests turn it off to compare
-    /// against the general tensor path; <c>JAMBA_DECODE_KERNELS=0</c> turns it off for a process (to benchmark both paths).</summary>
-    internal static bool UseDecodeKernels { get; set; } = Environment.GetEnvironmentVariable("JAMBA_DECODE_KERNELS") != "0";
-
     /// <summary>One decode position on CPU: libtorch GEMVs for the projections, the fused kernels for everything between.</summary>
     private Tensor DecodeStep(Tensor hidden, IHybridCacheView cache, Tensor convState, Tensor ssmState)
     {
@@ -158,13 +154,14 @@ public sealed class JambaMambaMixer : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = hidden.shape[0], l = hidden.shape[1];
-        if (l == 1 && positionMask is null && cache is not null && !A_log.requires_grad && UseDecodeKernels)
-        {
-            var (convState, ssmState) = cache.MambaStates(_layer);
-            if (MambaDecodeKernel.Supports(hidden, _act, convState, ssmState))
-                return DecodeStep(hidden, cache, convState, ssmState).MoveToOuterDisposeScope();
-        }
         var dtype = hidden.dtype;
+        // The conv window and SSM state to continue from (copies for a ragged batch: taken once, written back at the end).
+        var (window, state) = cache is not null
+            ? cache.MambaStates(_layer)
+            : (torch.zeros([b, _dInner, _dConv - 1], dtype: dtype, device: hidden.device), torch.zeros([b, _dInner, _dState], dtype: ScalarType.Float32, device: hidden.device));
+        if (l == 1 && positionMask is null && cache is not null && !A_log.requires_grad && DecodeKernels.Enabled
+            && MambaDecodeKernel.Supports(hidden, _act, window, state))
+            return DecodeStep(hidden, cache, window, state).MoveToOuterDisposeScope();
         var projected = in_proj.forward(hidden).transpose(1, 2);                 // [B, 2·d_inner, L]
         var x = projected.narrow(1, 0, _dInner);
         var gate = projected.narrow(1, _dInner, _dInner);
@@ -173,9 +170,6 @@ public sealed class JambaMambaMixer : nn.Module
 
         // Causal conv over [previous d_conv−1 inputs | new inputs]; the window carries over between calls,
         // so a prompt fed in chunks of any size gives the same result as one forward.
-        var (window, state) = cache is not null
-            ? cache.MambaStates(_layer)
-            : (torch.zeros([b, _dInner, _dConv - 1], dtype: dtype, device: hidden.device), torch.zeros([b, _dInner, _dState], dtype: ScalarType.Float32, device: hidden.device));
         var full = torch.cat([window.to(dtype), x], dim: 2);                    // [B, d_inner, d_conv−1+L]
         if (cache is not null) window.copy_(full.narrow(2, full.shape[2] - (_dConv - 1), _dConv - 1));
         x = Activations.Apply(_act, l == 1 ? conv1d.Step(full) : conv1d.Forward(full)); // [B, d_inner, L]

@@ -32,7 +32,7 @@ public sealed class JambaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        if (_act is "silu" or "swish" && JambaMambaMixer.UseDecodeKernels && DecodeGemv.Applies(input, gate_proj.weight) && DecodeGemv.Applies(input, up_proj.weight))
+        if (_act is "silu" or "swish" && DecodeKernels.Enabled && DecodeGemv.Applies(input, gate_proj.weight) && DecodeGemv.Applies(input, up_proj.weight))
             return down_proj.forward(DecodeGemv.RunGated(input, gate_proj.weight, up_proj.weight)).MoveToOuterDisposeScope();
         var h = Activations.Apply(_act, gate_proj.forward(input)) * up_proj.forward(input);
         return down_proj.forward(h).MoveToOuterDisposeScope();

@@ -24,6 +24,10 @@ internal static class KernelThreads
     private static long _generation;
     private static Exception? _failure;
 
+    /// <summary>How many parts a kernel call is split into: the intra-op thread count the user set for libtorch, at most
+    /// the processor count.</summary>
+    public static int Count => Math.Max(1, Math.Min(TorchSharp.torch.get_num_threads(), Environment.ProcessorCount));
+
     /// <summary>Runs <c>body(0)</c> … <c>body(parts − 1)</c>, part 0 on the calling thread; returns when all have finished
     /// and rethrows the first exception of any part.</summary>
     public static void Run(int parts, Action<int> body)

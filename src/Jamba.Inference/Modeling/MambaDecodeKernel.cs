@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
+using static Jamba.Inference.Modeling.BFloat16Bits;
 using static TorchSharp.torch;
 
 namespace Jamba.Inference.Modeling;
@@ -94,7 +95,7 @@ internal static class MambaDecodeKernel
             Normalize(pSsm, row + rank, n, pBN, bNorm.Epsilon, half, bRow);
             Normalize(pSsm, row + rank + n, n, pCN, cNorm.Epsilon, half, cRow);
             // Channels are independent once dt, B and C are normalised: split them over the kernel threads.
-            int parts = dInner >= 1024 ? Math.Max(1, Math.Min(torch.get_num_threads(), Environment.ProcessorCount)) : 1;
+            int parts = dInner >= 1024 ? KernelThreads.Count : 1;
             int per = (dInner / parts + 15) & ~15;
             int rowIndex = b;
             KernelThreads.Run(parts, part =>
@@ -239,10 +240,4 @@ internal static class MambaDecodeKernel
         }
         for (; i < count; i++) values[i] = values[i] > 20f ? values[i] : (float)Math.Log(1.0 + Math.Exp(values[i]));
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Load(nint p, long i, bool half) => BFloat16Bits.Load(p, i, half);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(nint p, long i, float v, bool half) => BFloat16Bits.Store(p, i, v, half);
 }

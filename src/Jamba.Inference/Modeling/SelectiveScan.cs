@@ -173,16 +173,12 @@ public static class SelectiveScan
 
     private static unsafe void Widen(ushort* src, float* dst, int count)
     {
-        for (int i = 0; i < count; i++) dst[i] = BitConverter.UInt32BitsToSingle((uint)src[i] << 16);
+        for (int i = 0; i < count; i++) dst[i] = BFloat16Bits.Load((nint)src, i, true);
     }
 
     private static unsafe void Narrow(float* src, ushort* dst, int count)
     {
-        for (int i = 0; i < count; i++)
-        {
-            uint bits = BitConverter.SingleToUInt32Bits(src[i]);
-            dst[i] = float.IsNaN(src[i]) ? (ushort)((bits >> 16) | 0x40) : (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
-        }
+        for (int i = 0; i < count; i++) BFloat16Bits.Store((nint)dst, i, src[i], true);
     }
 
     /// <summary>The data address of a contiguous CPU tensor.</summary>
