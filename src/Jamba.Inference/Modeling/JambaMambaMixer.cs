@@ -97,6 +97,7 @@ public sealed class JambaMambaMixer : nn.Module
     }
 
     private Tensor? _stateMatrix;
+    private Tensor? _stateMatrixT;
 
     /// <summary><c>[B, C, L]</c> → <c>[B, L, C]</c> with plain row-major strides. A transposed view, even one that
     /// <c>is_contiguous()</c> accepts because the moved dimension has size 1, sends libtorch's bf16 GEMM down a slow
@@ -114,12 +115,53 @@ public sealed class JambaMambaMixer : nn.Module
         return _stateMatrix.alias();
     }
 
+    /// <summary><c>Aᵀ</c> <c>[d_state, d_inner]</c> fp32 contiguous for the prefill kernel: computed once for inference, every call
+    /// when training (a trainable model can run the kernels under <c>no_grad</c> between optimizer steps).</summary>
+    private Tensor StateMatrixTransposed()
+    {
+        if (A_log.requires_grad)
+            using (torch.no_grad())
+            {
+                using var fresh = StateMatrix();
+                return fresh.t().contiguous();
+            }
+        if (_stateMatrixT is null)
+            using (torch.no_grad())
+            {
+                using var a = StateMatrix();
+                _stateMatrixT = a.t().contiguous().DetachFromDisposeScope();
+            }
+        return _stateMatrixT.alias();
+    }
+
+    /// <summary>Many positions on CPU, channels-last throughout: libtorch GEMMs for the projections, the prefill kernels
+    /// for the conv and the scan + gate.</summary>
+    private Tensor PrefillStep(Tensor hidden, Tensor? positionMask, IHybridCacheView? cache, Tensor window, Tensor state)
+    {
+        var projected = in_proj.forward(hidden).contiguous();                   // [B, L, 2·d_inner]: x | gate
+        var x = MambaPrefillKernel.ConvSilu(projected, window, conv1d.weight, conv1d.bias, positionMask); // [B, L, d_inner]
+        var ssmParams = x_proj.forward(x);                                       // [B, L, dt_rank + 2·d_state]
+        var dt = dt_layernorm.forward(ssmParams.narrow(2, 0, _dtRank));
+        var bMat = b_layernorm.forward(ssmParams.narrow(2, _dtRank, _dState)).to(ScalarType.Float32).contiguous();
+        var cMat = c_layernorm.forward(ssmParams.narrow(2, _dtRank + _dState, _dState)).to(ScalarType.Float32).contiguous();
+        var dtProjected = dt_proj.forward(dt).contiguous();                     // [B, L, d_inner], softplus in the kernel
+        var y = MambaPrefillKernel.ScanGate(x, dtProjected, StateMatrixTransposed(), bMat, cMat, D, state, projected);
+        cache?.CommitMamba(_layer, window, state);
+        return out_proj.forward(y);
+    }
+
     /// <summary>Recomputes values derived from the weights (called after the weights changed, e.g. by the loader).</summary>
     internal void RefreshDerived()
     {
         _stateMatrix?.Dispose();
         _stateMatrix = null;
-        if (!A_log.requires_grad) StateMatrix().Dispose();
+        _stateMatrixT?.Dispose();
+        _stateMatrixT = null;
+        if (!A_log.requires_grad)
+        {
+            StateMatrix().Dispose();
+            StateMatrixTransposed().Dispose();
+        }
     }
 
     /// <inheritdoc />
@@ -129,6 +171,8 @@ public sealed class JambaMambaMixer : nn.Module
         {
             _stateMatrix?.Dispose();
             _stateMatrix = null;
+            _stateMatrixT?.Dispose();
+            _stateMatrixT = null;
         }
         base.Dispose(disposing);
     }
@@ -162,6 +206,9 @@ public sealed class JambaMambaMixer : nn.Module
         if (l == 1 && positionMask is null && cache is not null && !A_log.requires_grad && DecodeKernels.Enabled
             && MambaDecodeKernel.Supports(hidden, _act, window, state))
             return DecodeStep(hidden, cache, window, state).MoveToOuterDisposeScope();
+        bool needsGrad = torch.is_grad_enabled() && (hidden.requires_grad || A_log.requires_grad || in_proj.weight.requires_grad);
+        if (!needsGrad && MambaPrefillKernel.Supports(hidden, _act, _dInner, _dConv, window, state))
+            return PrefillStep(hidden, positionMask, cache, window, state).MoveToOuterDisposeScope();
         var projected = in_proj.forward(hidden).transpose(1, 2);                 // [B, 2·d_inner, L]
         var x = projected.narrow(1, 0, _dInner);
         var gate = projected.narrow(1, _dInner, _dInner);
