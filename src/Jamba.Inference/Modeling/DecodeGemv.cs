@@ -12,7 +12,7 @@ namespace Jamba.Inference.Modeling;
 /// weights. libtorch reaches ~8–18 GB/s here at one row; this kernel reads 16 weights (fp32) or 32 (bf16, widened with one
 /// shift for the even elements and one mask for the odd ones against a de-interleaved fp32 copy of x) per AVX-512 load,
 /// four weight rows per pass sharing each load of x, prefetches the next four rows, and splits the rows over the
-/// intra-op threads (<see cref="KernelThreads"/>). Accumulation is fp32 and a bf16 result is rounded once, as libtorch does; only the summation order
+/// intra-op threads (<see cref="KernelThreads"/>) in chunks taken in turn. Accumulation is fp32 and a bf16 result is rounded once, as libtorch does; only the summation order
 /// differs.
 /// </summary>
 internal static class DecodeGemv
@@ -55,13 +55,15 @@ internal static class DecodeGemv
         }
         else
         {
-            // Contiguous slices of output rows, a multiple of 4 each.
-            int per = (outFeatures / threads + 3) & ~3;
-            KernelThreads.Run(threads, t =>
+            // Chunks of output rows taken in turn by whichever thread is free: a worker that starts late or reads slower
+            // does less, instead of leaving the other thread waiting at the end.
+            int chunk = ChunkRows(inFeatures, half ? 2 : 4, 4), chunks = (outFeatures + chunk - 1) / chunk;
+            int taken = 0;
+            KernelThreads.Run(Math.Min(threads, chunks), _ =>
             {
-                int start = t * per, end = Math.Min(outFeatures, start + per);
-                if (start >= end) return;
-                fixed (float* x = xs) Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, half, outFeatures, start, end);
+                fixed (float* x = xs)
+                    for (int c; (c = Interlocked.Increment(ref taken) - 1) < chunks;)
+                        Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, half, outFeatures, c * chunk, Math.Min(outFeatures, (c + 1) * chunk));
             });
         }
         GC.KeepAlive(xs);
@@ -86,26 +88,35 @@ internal static class DecodeGemv
         var ups = new float[rows * outFeatures];
         int threads = KernelThreads.Count;
         if ((long)outFeatures * inFeatures * (half ? 4 : 8) < ParallelBytes) threads = 1;
-        int per = (outFeatures / threads + 15) & ~15;
-        KernelThreads.Run(threads, t =>
+        int chunk = ChunkRows(inFeatures, half ? 4 : 8, 16), chunks = (outFeatures + chunk - 1) / chunk;
+        int taken = 0;
+        KernelThreads.Run(Math.Min(threads, chunks), _ =>
         {
-            int start = t * per, end = Math.Min(outFeatures, start + per);
-            if (start >= end) return;
             fixed (float* x = xs, g = gates, u = ups)
-            {
-                Rows(half, x, rows, inFeatures, pg, 0, false, (nint)g, false, outFeatures, start, end);
-                Rows(half, x, rows, inFeatures, pu, 0, false, (nint)u, false, outFeatures, start, end);
-                for (int r = 0; r < rows; r++)
+                for (int c; (c = Interlocked.Increment(ref taken) - 1) < chunks;)
                 {
-                    float* gr = g + (long)r * outFeatures + start, ur = u + (long)r * outFeatures + start;
-                    MambaDecodeKernel.SiluInPlace(gr, end - start);
-                    for (int i = 0; i < end - start; i++) BFloat16Bits.Store(py, (long)r * outFeatures + start + i, gr[i] * ur[i], half);
+                    int start = c * chunk, end = Math.Min(outFeatures, start + chunk);
+                    Rows(half, x, rows, inFeatures, pg, 0, false, (nint)g, false, outFeatures, start, end);
+                    Rows(half, x, rows, inFeatures, pu, 0, false, (nint)u, false, outFeatures, start, end);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* gr = g + (long)r * outFeatures + start, ur = u + (long)r * outFeatures + start;
+                        MambaDecodeKernel.SiluInPlace(gr, end - start);
+                        for (int i = 0; i < end - start; i++) BFloat16Bits.Store(py, (long)r * outFeatures + start + i, gr[i] * ur[i], half);
+                    }
                 }
-            }
         });
         GC.KeepAlive(xs);
         return output;
     }
+
+    /// <summary>Output rows per work chunk: about <see cref="ChunkBytes"/> of weights, a multiple of <paramref name="multiple"/>.</summary>
+    private static int ChunkRows(int inFeatures, int bytesPerWeight, int multiple) =>
+        Math.Max(multiple, (int)(ChunkBytes / ((long)inFeatures * bytesPerWeight)) / multiple * multiple);
+
+    /// <summary>Weight bytes per work chunk: large enough that taking a chunk (one atomic increment) costs nothing, small
+    /// enough that the threads finish together.</summary>
+    private const long ChunkBytes = 128 << 10;
 
     /// <summary>x as fp32; for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j
     /// in its low half and 2j+1 in its high half).</summary>
