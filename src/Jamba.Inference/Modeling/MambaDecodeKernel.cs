@@ -42,20 +42,37 @@ internal static class MambaDecodeKernel
         nint pProj = SelectiveScan.Address(projected), pWin = SelectiveScan.Address(window), pW = SelectiveScan.Address(weight),
             pB = bias is null ? 0 : SelectiveScan.Address(bias), pOut = SelectiveScan.Address(output);
         var rowBuffer = new float[dInner];
-        Span<float> full = stackalloc float[w];
         fixed (float* conv = rowBuffer)
         {
             for (int b = 0; b < batch; b++)
             {
-                for (int c = 0; c < dInner; c++)
+                // The window moves by raw element copies (its values are already in the compute dtype): no rounding, no
+                // per-element dtype test; only the dot products are widened to fp32.
+                if (half)
                 {
-                    long win = ((long)b * dInner + c) * (w - 1);
-                    for (int k = 0; k < w - 1; k++) full[k] = Load(pWin, win + k, half);
-                    full[w - 1] = Load(pProj, (long)b * 2 * dInner + c, half);
-                    float acc = pB == 0 ? 0f : Load(pB, c, half);
-                    for (int k = 0; k < w; k++) acc += Load(pW, (long)c * w + k, half) * full[k];
-                    for (int k = 0; k < w - 1; k++) Store(pWin, win + k, full[k + 1], half);
-                    conv[c] = acc;
+                    ushort* win = (ushort*)pWin + (long)b * dInner * (w - 1), x = (ushort*)pProj + (long)b * 2 * dInner, wt = (ushort*)pW, bs = (ushort*)pB;
+                    for (int c = 0; c < dInner; c++, win += w - 1, wt += w)
+                    {
+                        float acc = bs == null ? 0f : Widen(bs[c]);
+                        for (int k = 0; k < w - 1; k++) acc += Widen(wt[k]) * Widen(win[k]);
+                        acc += Widen(wt[w - 1]) * Widen(x[c]);
+                        for (int k = 0; k < w - 2; k++) win[k] = win[k + 1];
+                        win[w - 2] = x[c];
+                        conv[c] = acc;
+                    }
+                }
+                else
+                {
+                    float* win = (float*)pWin + (long)b * dInner * (w - 1), x = (float*)pProj + (long)b * 2 * dInner, wt = (float*)pW, bs = (float*)pB;
+                    for (int c = 0; c < dInner; c++, win += w - 1, wt += w)
+                    {
+                        float acc = bs == null ? 0f : bs[c];
+                        for (int k = 0; k < w - 1; k++) acc += wt[k] * win[k];
+                        acc += wt[w - 1] * x[c];
+                        for (int k = 0; k < w - 2; k++) win[k] = win[k + 1];
+                        win[w - 2] = x[c];
+                        conv[c] = acc;
+                    }
                 }
                 SiluInPlace(conv, dInner);
                 StoreRow(conv, pOut, (long)b * dInner, dInner, half);
@@ -63,6 +80,9 @@ internal static class MambaDecodeKernel
         }
         return output;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     /// <summary>
     /// The rest of the step for each row: <c>dt, B, C</c> = RMSNorm'd slices of <paramref name="ssm"/> (<c>[B, R + 2N]</c>);
@@ -218,26 +238,20 @@ internal static class MambaDecodeKernel
             new ReadOnlySpan<float>(values, count).CopyTo(new Span<float>((float*)dst + offset, count));
             return;
         }
-        for (int i = 0; i < count; i++) Store(dst, offset + i, values[i], half);
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+            for (; i + 16 <= count; i += 16) MambaPrefillKernel.Store(dst, offset + i, Vector512.Load(values + i), true);
+        for (; i < count; i++) Store(dst, offset + i, values[i], half);
     }
 
-    /// <summary>PyTorch's softplus (β = 1, threshold 20) over <paramref name="values"/> in place: <c>log(1 + exp(v))</c>, evaluated
-    /// in double so that <c>1 + exp(v)</c> loses nothing when <c>exp(v)</c> is small (what <c>log1p</c> guards against).</summary>
+    /// <summary>PyTorch's softplus (β = 1, threshold 20) over <paramref name="values"/> in place (<see cref="FastMath.Softplus"/>,
+    /// within 3 ulp; the scalar tail in double).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void SoftplusInPlace(float* values, int count)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
-        {
-            var threshold = Vector512.Create(20f);
-            for (; i + 16 <= count; i += 16)
-            {
-                var v = Vector512.Load(values + i);
-                var (lo, hi) = Vector512.Widen(v);
-                var sp = Vector512.Narrow(Vector512.Log(Vector512<double>.One + Vector512.Exp(lo)), Vector512.Log(Vector512<double>.One + Vector512.Exp(hi)));
-                Vector512.ConditionalSelect(Vector512.GreaterThan(v, threshold), v, sp).Store(values + i);
-            }
-        }
+            for (; i + 16 <= count; i += 16) FastMath.Softplus(Vector512.Load(values + i)).Store(values + i);
         for (; i < count; i++) values[i] = values[i] > 20f ? values[i] : (float)Math.Log(1.0 + Math.Exp(values[i]));
     }
 }

@@ -205,7 +205,7 @@ internal static class MambaPrefillKernel
 
     /// <summary>Writes 16 values at element <paramref name="i"/>, rounded to bf16 (nearest even, NaN kept) when <paramref name="half"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void Store(nint p, long i, Vector512<float> v, bool half)
+    internal static unsafe void Store(nint p, long i, Vector512<float> v, bool half)
     {
         if (!half)
         {
