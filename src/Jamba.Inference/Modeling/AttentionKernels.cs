@@ -14,8 +14,10 @@ public static class AttentionKernels
     /// <summary>Most keys per block of the online softmax.</summary>
     public const int KeyBlock = 4096;
 
-    /// <summary>Bytes of fp32 scores one block may hold (the block shrinks for long query chunks).</summary>
-    public const long ScoreBudgetBytes = 32L << 20;
+    /// <summary>Bytes of fp32 scores one block may hold (the block shrinks for long query chunks). Kept well below glibc's
+    /// largest dynamic mmap threshold (32 MiB): larger per-block temporaries were a fresh <c>mmap</c> every block, and the
+    /// page faults took 38 s of system time in a 62 s 32K-token prefill (4.5 s of 40 s at 8 MiB).</summary>
+    public const long ScoreBudgetBytes = 8L << 20;
 
     /// <summary>Attends <paramref name="q"/> to <paramref name="k"/>/<paramref name="v"/>; <paramref name="mask"/> (additive,
     /// <c>[B, 1, L, S]</c>) replaces the implicit causal rule when given (padded batches).</summary>
