@@ -332,20 +332,28 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         HandleLogits(w, last);
     }
 
+    /// <summary>The decode step's host logits, reused from step to step (scheduler thread only): a fresh array per step was
+    /// a large-object allocation (128 KiB at a 32K vocabulary) every token.</summary>
+    private float[] _decodeLogits = [];
+
     private void DecodeStep(List<Work> batch)
     {
-        float[] all;
+        Span<float> all;
         int vocab;
         using (var scope = NewDisposeScope())
         {
             var ids = torch.tensor(batch.Select(w => (long)w.LastToken).ToArray(), [batch.Count, 1], dtype: ScalarType.Int64);
             var logits = _model.Forward(ids, null, new CacheBatch(batch.Select(w => w.Cache!).ToArray()), LogitPositions.Last);
             vocab = (int)logits.shape[^1];
-            all = ToHost(logits);
+            using var cpu = logits.to(DeviceType.CPU).contiguous();
+            var host = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(cpu.bytes);
+            if (_decodeLogits.Length < host.Length) _decodeLogits = new float[host.Length];
+            host.CopyTo(_decodeLogits);
+            all = _decodeLogits.AsSpan(0, host.Length);
         }
         UpdateMetrics(m => m with { DecodeSteps = m.DecodeSteps + 1, MaxBatch = Math.Max(m.MaxBatch, batch.Count) });
         for (int i = 0; i < batch.Count; i++)
-            HandleLogits(batch[i], all.AsSpan(i * vocab, vocab));
+            HandleLogits(batch[i], all.Slice(i * vocab, vocab));
     }
 
     /// <summary>fp32 logits to a host array with one block copy (the element accessor costs milliseconds per step).</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -66,7 +67,7 @@ internal static class DecodeGemv
                         Rows(half, x, rows, inFeatures, pw, pb, halfBias, py, half, outFeatures, c * chunk, Math.Min(outFeatures, (c + 1) * chunk));
             });
         }
-        GC.KeepAlive(xs);
+        ArrayPool<float>.Shared.Return(xs);
         return output;
     }
 
@@ -84,8 +85,8 @@ internal static class DecodeGemv
         var output = torch.empty(shape, dtype: gateWeight.dtype);
         nint px = SelectiveScan.Address(input), pg = SelectiveScan.Address(gateWeight), pu = SelectiveScan.Address(upWeight), py = SelectiveScan.Address(output);
         var xs = PrepareInput(px, rows, inFeatures, half);
-        var gates = new float[rows * outFeatures];
-        var ups = new float[rows * outFeatures];
+        var gates = ArrayPool<float>.Shared.Rent(rows * outFeatures);
+        var ups = ArrayPool<float>.Shared.Rent(rows * outFeatures);
         int threads = KernelThreads.Count;
         if ((long)outFeatures * inFeatures * (half ? 4 : 8) < ParallelBytes) threads = 1;
         int chunk = ChunkRows(inFeatures, half ? 4 : 8, 16), chunks = (outFeatures + chunk - 1) / chunk;
@@ -106,7 +107,9 @@ internal static class DecodeGemv
                     }
                 }
         });
-        GC.KeepAlive(xs);
+        ArrayPool<float>.Shared.Return(xs);
+        ArrayPool<float>.Shared.Return(gates);
+        ArrayPool<float>.Shared.Return(ups);
         return output;
     }
 
@@ -118,11 +121,11 @@ internal static class DecodeGemv
     /// enough that the threads finish together.</summary>
     private const long ChunkBytes = 256 << 10;
 
-    /// <summary>x as fp32; for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j
+    /// <summary>x as fp32 in a pooled array (the caller returns it); for bf16 weights split into even and odd elements (a bf16 pair read as one uint holds element 2j
     /// in its low half and 2j+1 in its high half).</summary>
     private static unsafe float[] PrepareInput(nint px, int rows, int inFeatures, bool half)
     {
-        var xs = new float[rows * inFeatures];
+        var xs = ArrayPool<float>.Shared.Rent(rows * inFeatures);
         int pairs = inFeatures / 2;
         for (int r = 0; r < rows; r++)
         {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
@@ -41,7 +42,7 @@ internal static class MambaDecodeKernel
         var output = torch.empty([batch, dInner], dtype: projected.dtype);
         nint pProj = SelectiveScan.Address(projected), pWin = SelectiveScan.Address(window), pW = SelectiveScan.Address(weight),
             pB = bias is null ? 0 : SelectiveScan.Address(bias), pOut = SelectiveScan.Address(output);
-        var rowBuffer = new float[dInner];
+        var rowBuffer = ArrayPool<float>.Shared.Rent(dInner);
         fixed (float* conv = rowBuffer)
         {
             for (int b = 0; b < batch; b++)
@@ -78,6 +79,7 @@ internal static class MambaDecodeKernel
                 StoreRow(conv, pOut, (long)b * dInner, dInner, half);
             }
         }
+        ArrayPool<float>.Shared.Return(rowBuffer);
         return output;
     }
 
@@ -102,12 +104,10 @@ internal static class MambaDecodeKernel
             pDtN = SelectiveScan.Address(dtNorm.weight), pBN = SelectiveScan.Address(bNorm.weight), pCN = SelectiveScan.Address(cNorm.weight);
         bool dHalf = d.dtype == ScalarType.BFloat16;
         int width = rank + 2 * n;
-        var dtRow = new float[rank];
-        var bRow = new float[n];
-        var cRow = new float[n];
-        var deltaRow = new float[dInner];
-        var yRow = new float[dInner];
-        var gateRow = new float[dInner];
+        // Scratch from the shared pool: a decode step runs this once per Mamba layer, and fresh arrays were a steady
+        // source of garbage (with the GEMVs' scratch, ~1 MiB per step and a 10–20 ms collection every few dozen steps).
+        var pool = ArrayPool<float>.Shared;
+        float[] dtRow = pool.Rent(rank), bRow = pool.Rent(n), cRow = pool.Rent(n), deltaRow = pool.Rent(dInner), yRow = pool.Rent(dInner), gateRow = pool.Rent(dInner);
         for (int b = 0; b < batch; b++)
         {
             long row = (long)b * width;
@@ -124,6 +124,12 @@ internal static class MambaDecodeKernel
                 if (from < to) Channels(rowIndex, from, to);
             });
         }
+        pool.Return(dtRow);
+        pool.Return(bRow);
+        pool.Return(cRow);
+        pool.Return(deltaRow);
+        pool.Return(yRow);
+        pool.Return(gateRow);
         return output;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
