@@ -54,11 +54,11 @@ internal static class MambaDecodeKernel
                     ushort* win = (ushort*)pWin + (long)b * dInner * (w - 1), x = (ushort*)pProj + (long)b * 2 * dInner, wt = (ushort*)pW, bs = (ushort*)pB;
                     for (int c = 0; c < dInner; c++, win += w - 1, wt += w)
                     {
-                        float acc = bs == null ? 0f : Widen(bs[c]);
-                        for (int k = 0; k < w - 1; k++) acc += Widen(wt[k]) * Widen(win[k]);
-                        acc += Widen(wt[w - 1]) * Widen(x[c]);
+                        float acc = bs == null ? 0f : FromBits(bs[c]);
+                        for (int k = 0; k < w - 1; k++) acc += FromBits(wt[k]) * FromBits(win[k]);
+                        acc += FromBits(wt[w - 1]) * FromBits(x[c]);
                         for (int k = 0; k < w - 2; k++) win[k] = win[k + 1];
-                        win[w - 2] = x[c];
+                        if (w > 1) win[w - 2] = x[c];
                         conv[c] = acc;
                     }
                 }
@@ -71,7 +71,7 @@ internal static class MambaDecodeKernel
                         for (int k = 0; k < w - 1; k++) acc += wt[k] * win[k];
                         acc += wt[w - 1] * x[c];
                         for (int k = 0; k < w - 2; k++) win[k] = win[k + 1];
-                        win[w - 2] = x[c];
+                        if (w > 1) win[w - 2] = x[c];
                         conv[c] = acc;
                     }
                 }
@@ -82,9 +82,6 @@ internal static class MambaDecodeKernel
         ArrayPool<float>.Shared.Return(rowBuffer);
         return output;
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     /// <summary>
     /// The rest of the step for each row: <c>dt, B, C</c> = RMSNorm'd slices of <paramref name="ssm"/> (<c>[B, R + 2N]</c>);
@@ -246,7 +243,7 @@ internal static class MambaDecodeKernel
         }
         int i = 0;
         if (Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
-            for (; i + 16 <= count; i += 16) MambaPrefillKernel.Store(dst, offset + i, Vector512.Load(values + i), true);
+            for (; i + 16 <= count; i += 16) Store16(dst, offset + i, Vector512.Load(values + i), true);
         for (; i < count; i++) Store(dst, offset + i, values[i], half);
     }
 

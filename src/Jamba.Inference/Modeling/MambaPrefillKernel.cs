@@ -91,17 +91,17 @@ internal static class MambaPrefillKernel
                 for (int t = 0; t < lL; t++)
                 {
                     long row = rowBase + t;
-                    var xv = Load(pProj, row * 2 * dInnerL + c0, halfL);
+                    var xv = BFloat16Bits.Load16(pProj, row * 2 * dInnerL + c0, halfL);
                     var m = pMask == 0 ? Vector512<float>.One : Vector512.Create(BFloat16Bits.Load(pMask, row, halfL));
                     if (pMask != 0) xv *= m;
                     inputs[wL - 1] = xv;
                     var acc = biasV;
                     for (int k = 0; k < wL; k++) acc = Vector512.FusedMultiplyAdd(taps[k], inputs[k], acc);
                     for (int k = 0; k < wL - 1; k++) inputs[k] = inputs[k + 1];
-                    if (halfL) acc = Round(acc);
+                    if (halfL) acc = BFloat16Bits.Round16(acc);
                     var y = acc / (Vector512<float>.One + FastMath.Exp(-acc));
                     if (pMask != 0) y *= m;
-                    Store(pOut, row * dInnerL + c0, y, halfL);
+                    BFloat16Bits.Store16(pOut, row * dInnerL + c0, y, halfL);
                 }
                 // The new window: the last w − 1 inputs (old window entries when fewer than w − 1 positions arrived).
                 for (int k = 0; k < w - 1; k++)
@@ -161,9 +161,9 @@ internal static class MambaPrefillKernel
                     for (int t = 0; t < lL; t++)
                     {
                         long row = (long)b * lL + t;
-                        var dt = FastMath.Softplus(Load(pDelta, row * dInnerL + c0, halfL));
-                        if (halfL) dt = Round(dt);
-                        var xv = Load(pX, row * dInnerL + c0, halfL);
+                        var dt = FastMath.Softplus(BFloat16Bits.Load16(pDelta, row * dInnerL + c0, halfL));
+                        if (halfL) dt = BFloat16Bits.Round16(dt);
+                        var xv = BFloat16Bits.Load16(pX, row * dInnerL + c0, halfL);
                         var dx = dt * xv;
                         float* bt = (float*)pBm + row * nL, ct = (float*)pCm + row * nL;
                         var y = Vector512<float>.Zero;
@@ -174,10 +174,10 @@ internal static class MambaPrefillKernel
                             y = Vector512.FusedMultiplyAdd(hs, Vector512.Create(ct[s]), y);
                         }
                         y = Vector512.FusedMultiplyAdd(skip, xv, y);
-                        var g = Load(pProj, row * 2 * dInnerL + dInnerL + c0, halfL);
+                        var g = BFloat16Bits.Load16(pProj, row * 2 * dInnerL + dInnerL + c0, halfL);
                         var gate = g / (Vector512<float>.One + FastMath.Exp(-g));
-                        if (halfL) { y = Round(y); gate = Round(gate); }
-                        Store(pOut, row * dInnerL + c0, y * gate, halfL);
+                        if (halfL) { y = BFloat16Bits.Round16(y); gate = BFloat16Bits.Round16(gate); }
+                        BFloat16Bits.Store16(pOut, row * dInnerL + c0, y * gate, halfL);
                     }
                     for (int s = 0; s < n; s++)
                     {
@@ -195,36 +195,5 @@ internal static class MambaPrefillKernel
     {
         int parts = Math.Min(KernelThreads.Count, blocks);
         KernelThreads.Run(parts, part => body((int)((long)blocks * part / parts), (int)((long)blocks * (part + 1) / parts)));
-    }
-
-    /// <summary>16 consecutive elements (bf16 widened, or fp32) at element <paramref name="i"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe Vector512<float> Load(nint p, long i, bool half) => half
-        ? Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p + i)), 16).AsSingle()
-        : Vector512.Load((float*)p + i);
-
-    /// <summary>Writes 16 values at element <paramref name="i"/>, rounded to bf16 (nearest even, NaN kept) when <paramref name="half"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static unsafe void Store(nint p, long i, Vector512<float> v, bool half)
-    {
-        if (!half)
-        {
-            v.Store((float*)p + i);
-            return;
-        }
-        var bits = v.AsUInt32();
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) >> 16;
-        var nan = ~Vector512.Equals(v, v).AsUInt32();
-        rounded = Vector512.ConditionalSelect(nan, (bits >> 16) | Vector512.Create(0x40u), rounded);
-        Avx512F.ConvertToVector256UInt16(rounded).Store((ushort*)p + i);
-    }
-
-    /// <summary>Each lane rounded to the nearest bf16 (ties to even), kept as fp32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Round(Vector512<float> v)
-    {
-        var bits = v.AsUInt32();
-        var rounded = (bits + Vector512.Create(0x7FFFu) + ((bits >> 16) & Vector512<uint>.One)) & Vector512.Create(0xFFFF0000u);
-        return Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), rounded, bits).AsSingle();
     }
 }
