@@ -53,20 +53,11 @@ public sealed class MambaDecodeKernelTests(ITestOutputHelper output)
             kernel = Decode(bf16, prompts, kernels: true).Logits;
             tensor = Decode(bf16, prompts, kernels: false).Logits;
         }
-        static float Worst(List<float[]> a, List<float[]> b) => a.Zip(b).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
         // The largest difference comes from the rows where bf16 rounding flipped a router's top-k choice; the median row is the
         // stable measure of accuracy.
         float kernelError = MedianRms(kernel, reference), tensorError = MedianRms(tensor, reference);
-        output.WriteLine($"{fx.Name} bf16 vs fp32: median row RMS: kernels {kernelError:E2}, tensor path {tensorError:E2}; largest {Worst(kernel, reference):E2} and {Worst(tensor, reference):E2}");
+        output.WriteLine($"{fx.Name} bf16 vs fp32: median row RMS: kernels {kernelError:E2}, tensor path {tensorError:E2}; largest {WorstDifference(kernel, reference):E2} and {WorstDifference(tensor, reference):E2}");
         Assert.True(kernelError <= tensorError * 1.25f + 1e-4f, $"{fx.Name}: bf16 kernels are {kernelError} (median row RMS) from fp32, the tensor path {tensorError}");
-    }
-
-    /// <summary>The median over rows (positions) of each row's root-mean-square difference: a stable measure of accuracy in
-    /// bf16, where a few rows can jump when rounding flips a router's top-k choice (the MoE fixtures do that).</summary>
-    internal static float MedianRms(List<float[]> a, List<float[]> b)
-    {
-        var rows = a.Zip(b).Select(p => Math.Sqrt(p.First.Zip(p.Second).Average(q => (double)(q.First - q.Second) * (q.First - q.Second)))).Order().ToArray();
-        return (float)(rows.Length % 2 == 1 ? rows[rows.Length / 2] : (rows[rows.Length / 2 - 1] + rows[rows.Length / 2]) / 2);
     }
 
     /// <summary>Prefills each prompt alone, then decodes 4 steps of the first prompt alone and 4 steps of both as a ragged
@@ -104,14 +95,7 @@ public sealed class MambaDecodeKernelTests(ITestOutputHelper output)
                     next[b] = (step * 104729 + b * 31 + 5) % batch.shape[^1];
                 }
             }
-            foreach (var cache in caches)
-                for (int layer = 0; layer < model.Config.NumHiddenLayers; layer++)
-                {
-                    if (model.Config.MixerKind(layer) != JambaMixerKind.Mamba) continue;
-                    var (conv, ssm) = cache.MambaStates(layer);
-                    states.Add(ssm.to(ScalarType.Float32).data<float>().ToArray());
-                    states.Add(conv.to(ScalarType.Float32).data<float>().ToArray());
-                }
+            foreach (var cache in caches) states.AddRange(MambaStateArrays(model, cache));
         }
         finally
         {

@@ -30,7 +30,7 @@ public sealed class MambaPrefillKernelTests(ITestOutputHelper output)
         using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.Float32 });
         var kernel = Run(model, fx, kernels: true);
         var tensor = Run(model, fx, kernels: false);
-        float worst = Worst(kernel.Logits, tensor.Logits), worstState = Worst(kernel.States, tensor.States);
+        float worst = WorstDifference(kernel.Logits, tensor.Logits), worstState = WorstDifference(kernel.States, tensor.States);
         output.WriteLine($"{fx.Name}: largest |Δlogit| {worst:E2} over {kernel.Logits.Sum(r => r.Length)} values, largest |Δstate| {worstState:E2}");
         Assert.True(worst <= 2e-5f, $"{fx.Name}: logits differ by {worst}");
         Assert.True(worstState <= 1e-5f, $"{fx.Name}: Mamba states differ by {worstState}");
@@ -53,8 +53,8 @@ public sealed class MambaPrefillKernelTests(ITestOutputHelper output)
             kernel = Run(bf16, fx, kernels: true);
             tensor = Run(bf16, fx, kernels: false);
         }
-        float kernelError = MambaDecodeKernelTests.MedianRms(kernel.Logits, reference.Logits), tensorError = MambaDecodeKernelTests.MedianRms(tensor.Logits, reference.Logits);
-        output.WriteLine($"{fx.Name} bf16 vs fp32: median row RMS: kernels {kernelError:E2}, tensor path {tensorError:E2}; largest {Worst(kernel.Logits, reference.Logits):E2} and {Worst(tensor.Logits, reference.Logits):E2}");
+        float kernelError = MedianRms(kernel.Logits, reference.Logits), tensorError = MedianRms(tensor.Logits, reference.Logits);
+        output.WriteLine($"{fx.Name} bf16 vs fp32: median row RMS: kernels {kernelError:E2}, tensor path {tensorError:E2}; largest {WorstDifference(kernel.Logits, reference.Logits):E2} and {WorstDifference(tensor.Logits, reference.Logits):E2}");
         Assert.True(kernelError <= tensorError * 1.25f + 1e-4f, $"{fx.Name}: bf16 kernels are {kernelError} (median row RMS) from fp32, the tensor path {tensorError}");
     }
 
@@ -88,12 +88,6 @@ public sealed class MambaPrefillKernelTests(ITestOutputHelper output)
         Assert.False(MambaPrefillKernel.Supports(hidden, "silu", 32, 4, window, halfState));
     }
 
-    private static float Worst(List<float[]> a, List<float[]> b)
-    {
-        Assert.Equal(a.Count, b.Count);
-        return a.Zip(b).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
-    }
-
     /// <summary>The padded batch in one forward (every position's logits), then the longest prompt in uneven chunks through a
     /// cache (every position's logits, then the cache's Mamba states).</summary>
     private static (List<float[]> Logits, List<float[]> States) Run(JambaForCausalLM model, ModelFixture fx, bool kernels)
@@ -124,13 +118,7 @@ public sealed class MambaPrefillKernelTests(ITestOutputHelper output)
                 for (int t = 0; t < take; t++) logits.Add(chunk[0, t].data<float>().ToArray());
                 start += take;
             }
-            for (int layer = 0; layer < model.Config.NumHiddenLayers; layer++)
-            {
-                if (model.Config.MixerKind(layer) != JambaMixerKind.Mamba) continue;
-                var (conv, ssm) = cache.MambaStates(layer);
-                states.Add(ssm.to(ScalarType.Float32).data<float>().ToArray());
-                states.Add(conv.to(ScalarType.Float32).data<float>().ToArray());
-            }
+            states.AddRange(MambaStateArrays(model, cache));
         }
         finally
         {

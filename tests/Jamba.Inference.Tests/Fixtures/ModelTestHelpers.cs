@@ -9,6 +9,33 @@ internal static class ModelTestHelpers
 {
     public static Tensor Ids(long[][] rows) => torch.tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length], dtype: ScalarType.Int64);
 
+    /// <summary>The SSM state and conv window of every Mamba layer in <paramref name="cache"/>, as fp32 arrays.</summary>
+    public static IEnumerable<float[]> MambaStateArrays(JambaForCausalLM model, Jamba.Inference.Caching.HybridCache cache)
+    {
+        for (int layer = 0; layer < model.Config.NumHiddenLayers; layer++)
+        {
+            if (model.Config.MixerKind(layer) != Jamba.Inference.Config.JambaMixerKind.Mamba) continue;
+            var (conv, ssm) = cache.MambaStates(layer);
+            using (var s = ssm.to(ScalarType.Float32)) yield return s.data<float>().ToArray();
+            using (var c = conv.to(ScalarType.Float32)) yield return c.data<float>().ToArray();
+        }
+    }
+
+    /// <summary>The largest element-wise difference over matching rows.</summary>
+    public static float WorstDifference(List<float[]> a, List<float[]> b)
+    {
+        if (a.Count != b.Count) throw new ArgumentException($"{a.Count} rows against {b.Count}.");
+        return a.Zip(b).Max(p => p.First.Zip(p.Second).Max(q => Math.Abs(q.First - q.Second)));
+    }
+
+    /// <summary>The median over rows (positions) of each row's root-mean-square difference: a stable measure of accuracy in
+    /// bf16, where a few rows can jump when rounding flips a router's top-k choice (the MoE fixtures do that).</summary>
+    public static float MedianRms(List<float[]> a, List<float[]> b)
+    {
+        var rows = a.Zip(b).Select(p => Math.Sqrt(p.First.Zip(p.Second).Average(q => (double)(q.First - q.Second) * (q.First - q.Second)))).Order().ToArray();
+        return (float)(rows.Length % 2 == 1 ? rows[rows.Length / 2] : (rows[rows.Length / 2 - 1] + rows[rows.Length / 2]) / 2);
+    }
+
     public static JambaForCausalLM LoadFp32(string folder) =>
         JambaForCausalLM.FromPretrained(folder, new ModelOptions { DType = ComputeDType.Float32 });
 
