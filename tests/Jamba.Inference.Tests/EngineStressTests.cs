@@ -15,7 +15,7 @@ public sealed class EngineStressTests(TextModelFixture fx, ITestOutputHelper out
     public async Task HundredsOfRequestsCompleteOrCancelDeterministicallyWithoutLeaks()
     {
         using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.Float32 });
-        using var engine = new JambaEngine(model, null, new EngineOptions { MaxConcurrentSequences = 12, PrefillChunkTokens = 16, PrefixCacheMinTokens = 24, PrefixCacheBytes = 1 << 20 });
+        using var engine = new JambaEngine(model, null, new EngineOptions { MaxConcurrentSequences = 12, PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16, PrefixCacheMinTokens = 24, PrefixCacheBytes = 1 << 20 });
         await GenerationTests.WaitIdle(engine);
         long baseline = EngineTests.LiveTensors();
         var rng = new Random(2026);

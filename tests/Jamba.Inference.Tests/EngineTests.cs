@@ -18,7 +18,7 @@ public sealed class EngineTests : IClassFixture<TextModelFixture>, IDisposable
     public EngineTests(TextModelFixture fx)
     {
         _fx = fx;
-        _handle = JambaModelHandle.LoadAsync(fx.Folder, new ModelLoadOptions { Model = { DType = ComputeDType.Float32 }, Engine = { PrefillChunkTokens = 16, PrefixCacheMinTokens = 8 } }).GetAwaiter().GetResult();
+        _handle = JambaModelHandle.LoadAsync(fx.Folder, new ModelLoadOptions { Model = { DType = ComputeDType.Float32 }, Engine = { PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16, PrefixCacheMinTokens = 8 } }).GetAwaiter().GetResult();
     }
 
     public void Dispose() => _handle.Dispose();

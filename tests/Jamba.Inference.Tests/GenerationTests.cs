@@ -135,13 +135,46 @@ public sealed class GenerationTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>A request the engine has to itself is prefilled in <see cref="EngineOptions.SoloPrefillChunkTokens"/> chunks, and
+    /// the result does not depend on the chunking.</summary>
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public async Task SoloPrefillUsesLargerChunksWithTheSameResult(ModelFixtureName fixtureName)
+    {
+        var fx = ModelFixture.Load(fixtureName.Path);
+        using var model = LoadFp32(fx.Folder);
+        var tokens = Enumerable.Range(0, 100).Select(i => (i * 37 + 11) % model.Config.VocabSize).ToArray();
+        async Task<(List<int> Steps, float[] Logits)> Prefill(int solo)
+        {
+            using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16, SoloPrefillChunkTokens = solo });
+            var progress = new Recorder();
+            using var snapshot = await engine.CreateSnapshotAsync(tokens, progress);
+            return (progress.Done, snapshot.LastLogits.ToArray());
+        }
+        var (soloSteps, soloLogits) = await Prefill(32);
+        var (sharedSteps, sharedLogits) = await Prefill(16);
+        Assert.Equal([32, 64, 96, 100], soloSteps);
+        Assert.Equal([16, 32, 48, 64, 80, 96, 100], sharedSteps);
+        float worst = soloLogits.Zip(sharedLogits).Max(p => Math.Abs(p.First - p.Second));
+        Assert.True(worst < 1e-4f, $"{fx.Name}: logits differ by {worst} between chunkings");
+    }
+
+    private sealed class Recorder : IProgress<PrefillProgress>
+    {
+        public readonly List<int> Done = [];
+        public void Report(PrefillProgress value)
+        {
+            lock (Done) Done.Add(value.TokensDone);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Fixtures))]
     public async Task EngineGreedyMatchesFixturesAloneAndConcurrently(ModelFixtureName fixtureName)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
         using var model = LoadFp32(fx.Folder);
-        using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16 });
+        using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16 });
         var prompts = fx.Batch2.InputIds.Select((r, b) => r[fx.Batch2.Sequences[b].NumPad..].Select(t => (int)t).ToArray()).ToArray();
         var greedy = new GenerationOptions { Temperature = 0, MaxNewTokens = fx.MaxNewTokens, IgnoreEos = true };
         long baseline = EngineTests.LiveTensors();

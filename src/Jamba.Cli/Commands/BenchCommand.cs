@@ -44,9 +44,14 @@ internal sealed class BenchSettings : ModelSettings
     public int SnapshotTtft { get; set; }
 
     [CommandOption("--prefill-chunk <N>")]
-    [Description("Engine prefill chunk (tokens per scheduler step).")]
+    [Description("Engine prefill chunk (tokens per scheduler step while other streams are active).")]
     [DefaultValue(512)]
     public int PrefillChunk { get; set; } = 512;
+
+    [CommandOption("--solo-prefill-chunk <N>")]
+    [Description("Engine prefill chunk while the prefilling request is the only one (the single-stream rows).")]
+    [DefaultValue(2048)]
+    public int SoloPrefillChunk { get; set; } = 2048;
 
     [CommandOption("--runs <N>")]
     [Description("Repeat each measurement N times and report the median.")]
@@ -86,6 +91,7 @@ internal sealed class BenchSettings : ModelSettings
         if (StreamPromptTokens < 1) return ValidationResult.Error($"--stream-prompt-tokens must be positive; found {StreamPromptTokens}.");
         if (SnapshotTtft < 0) return ValidationResult.Error($"--snapshot-ttft must be non-negative; found {SnapshotTtft}.");
         if (PrefillChunk is < 16 or > 65536) return ValidationResult.Error($"--prefill-chunk must be between 16 and 65536; found {PrefillChunk}.");
+        if (SoloPrefillChunk is < 16 or > 65536) return ValidationResult.Error($"--solo-prefill-chunk must be between 16 and 65536; found {SoloPrefillChunk}.");
         if (Runs is < 1 or > 100) return ValidationResult.Error($"--runs must be between 1 and 100; found {Runs}.");
         try
         {
@@ -119,6 +125,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         {
             MaxConcurrentSequences = Math.Max(1, streamCounts.DefaultIfEmpty(1).Max()),
             PrefillChunkTokens = settings.PrefillChunk,
+            SoloPrefillChunkTokens = settings.SoloPrefillChunk,
             PrefixCacheBytes = 0, // every measurement prefills for real
         };
         var (handle, loadSeconds) = await ModelLoading.LoadAsync(io, settings, path, engineOptions, cancellationToken).ConfigureAwait(false);

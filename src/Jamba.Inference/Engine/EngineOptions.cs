@@ -22,6 +22,13 @@ public sealed class EngineOptions
     public int? MaxContextTokens { get; set; }
     /// <summary>Prompt tokens prefilled per scheduler step; long prompts alternate chunks with decode steps (16…65536; default 512).</summary>
     public int PrefillChunkTokens { get; set; } = 512;
+    /// <summary>Prompt tokens prefilled per scheduler step while the prefilling request is the only one the engine has (nothing
+    /// else decoding or waiting), so no other stream's latency is at stake: larger chunks run the projections as larger, more
+    /// efficient GEMMs (a 2048-token prompt ~12 % faster here in one chunk than in four). Used while the chunk's attention fits
+    /// the fused kernel (chunk × context ≤ <see cref="Modeling.AttentionKernels.FusedMaxPairs"/>, i.e. the first 4096
+    /// tokens at 2048); longer contexts continue in <see cref="PrefillChunkTokens"/> chunks. Never below
+    /// <see cref="PrefillChunkTokens"/> (16…65536; default 2048).</summary>
+    public int SoloPrefillChunkTokens { get; set; } = 2048;
     /// <summary>Memory budget of automatic prefix snapshots (0 disables automatic prefix reuse; default 512 MiB).</summary>
     public long PrefixCacheBytes { get; set; } = 512L * 1024 * 1024;
     /// <summary>Prompts at least this long are kept as automatic prefix snapshots (1…; default 256).</summary>
@@ -41,6 +48,7 @@ public sealed class EngineOptions
         Check(MaxQueuedRequests is >= 0 and <= 100000, nameof(MaxQueuedRequests), "between 0 and 100000", MaxQueuedRequests);
         Check(MaxContextTokens is null or >= 1, nameof(MaxContextTokens), "positive or null", MaxContextTokens);
         Check(PrefillChunkTokens is >= 16 and <= 65536, nameof(PrefillChunkTokens), "between 16 and 65536", PrefillChunkTokens);
+        Check(SoloPrefillChunkTokens is >= 16 and <= 65536, nameof(SoloPrefillChunkTokens), "between 16 and 65536", SoloPrefillChunkTokens);
         Check(PrefixCacheBytes >= 0, nameof(PrefixCacheBytes), "non-negative", PrefixCacheBytes);
         Check(PrefixCacheMinTokens >= 1, nameof(PrefixCacheMinTokens), "positive", PrefixCacheMinTokens);
         Check(IntraOpThreads is null or (>= 1 and <= 1024), nameof(IntraOpThreads), "between 1 and 1024 or null", IntraOpThreads);

@@ -234,7 +234,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
 
             // One prefill chunk (oldest first), then one decode step for everyone already decoding.
             var prefilling = active.FirstOrDefault(w => w.IsPrefilling);
-            if (prefilling is not null) Guard([prefilling], () => PrefillChunk(prefilling));
+            bool solo = active.Count == 1 && pending.Count == 0;
+            if (prefilling is not null) Guard([prefilling], () => PrefillChunk(prefilling, solo));
             var decoding = active.Where(w => !w.Finished && !w.IsPrefilling && !w.CancelRequested).ToList();
             if (decoding.Count > 0) Guard(decoding, () => DecodeStep(decoding));
             active.RemoveAll(w => w.Finished);
@@ -302,9 +303,16 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         }
     }
 
-    private void PrefillChunk(Work w)
+    private void PrefillChunk(Work w, bool solo)
     {
         int n = Math.Min(Options.PrefillChunkTokens, w.Prompt.Count - w.Prefilled);
+        if (solo)
+        {
+            // Alone, a larger chunk runs larger GEMMs — as long as its attention stays in the fused kernel (chunk × keys within
+            // its budget); past that, long contexts attend block by block, where smaller chunks are faster and use less memory.
+            int big = Math.Min(Math.Max(Options.PrefillChunkTokens, Options.SoloPrefillChunkTokens), w.Prompt.Count - w.Prefilled);
+            if ((long)big * (w.Prefilled + big) <= Modeling.AttentionKernels.FusedMaxPairs) n = Math.Max(n, big);
+        }
         float[]? last = null;
         using (var scope = NewDisposeScope())
         {

@@ -57,7 +57,7 @@ public static class AttentionKernels
         var vg = v.unsqueeze(2);
         var maskG = mask?.unsqueeze(1);                                           // [B, 1, 1, L, S]
         Tensor? acc = null, rowMax = null, rowSum = null;
-        long block = Math.Clamp(ScoreBudgetBytes / Math.Max(1, b * heads * l * 4), 256, KeyBlock);
+        long block = Math.Clamp(ScoreBudgetBytes / Math.Max(1, b * heads * l * 4), 64, KeyBlock);
         for (long start = 0; start < s; start += block)
         {
             long n = Math.Min(block, s - start);
