@@ -214,7 +214,13 @@ internal static class DecodeGemv
             bool prefetch = Sse.IsSupported && o + 8 <= end;
             byte* far = (byte*)w0 + farBlocks * 8L * inFeatures;
             bool prefetchFar = Sse.IsSupported && o + 4 * (farBlocks + 1) <= end;
-            for (int r = 0; r < rows; r++)
+            // Four input rows at a time share each widened weight vector (a batch of several sequences was compute-bound:
+            // widening per row cost as much as the products); left-over rows take the one-row loop.
+            int r = 0;
+            for (; r + 4 <= rows; r += 4)
+                Quad(xs + (long)r * inFeatures, inFeatures, w0, r == 0 && prefetch ? next : null, r == 0 && prefetchFar ? far : null,
+                    pb, bf16Bias, py, outHalf, (long)r * outFeatures + o, outFeatures, o);
+            for (; r < rows; r++)
             {
                 float* xe = xs + (long)r * inFeatures, xo = xe + pairs;
                 Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -260,6 +266,74 @@ internal static class DecodeGemv
                 BFloat16Bits.Store(py, (long)r * outFeatures + o, Vector512.Sum(a) + Bias(pb, o, bf16Bias), outHalf);
             }
         }
+    }
+
+    /// <summary>Four weight rows (from <paramref name="w0"/>) against four input rows (from <paramref name="x0"/>): each weight
+    /// vector is widened once for all four inputs. Same per-output summation order as the one-row loop (bit-identical).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Quad(float* x0, int inFeatures, uint* w0, byte* next, byte* far, nint pb, bool bf16Bias, nint py, bool outHalf, long y0, int outFeatures, int o)
+    {
+        int pairs = inFeatures / 2;
+        uint* w1 = w0 + pairs, w2 = w1 + pairs, w3 = w2 + pairs;
+        float* x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = x2 + inFeatures;
+        var mask = Vector512.Create(0xFFFF0000u);
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
+        for (int j = 0; j < pairs; j += 16)
+        {
+            if (next != null) Prefetch256(next + (long)j * 16);
+            if (far != null) Prefetch256ToL2(far + (long)j * 16);
+            var u0 = Vector512.Load(w0 + j);
+            var u1 = Vector512.Load(w1 + j);
+            var u2 = Vector512.Load(w2 + j);
+            var u3 = Vector512.Load(w3 + j);
+            var e0 = Vector512.ShiftLeft(u0, 16).AsSingle();
+            var e1 = Vector512.ShiftLeft(u1, 16).AsSingle();
+            var e2 = Vector512.ShiftLeft(u2, 16).AsSingle();
+            var e3 = Vector512.ShiftLeft(u3, 16).AsSingle();
+            var d0 = (u0 & mask).AsSingle();
+            var d1 = (u1 & mask).AsSingle();
+            var d2 = (u2 & mask).AsSingle();
+            var d3 = (u3 & mask).AsSingle();
+            var xe = Vector512.Load(x0 + j);
+            var xo = Vector512.Load(x0 + pairs + j);
+            a00 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a00));
+            a10 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a10));
+            a20 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a20));
+            a30 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a30));
+            xe = Vector512.Load(x1 + j);
+            xo = Vector512.Load(x1 + pairs + j);
+            a01 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a01));
+            a11 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a11));
+            a21 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a21));
+            a31 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a31));
+            xe = Vector512.Load(x2 + j);
+            xo = Vector512.Load(x2 + pairs + j);
+            a02 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a02));
+            a12 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a12));
+            a22 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a22));
+            a32 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a32));
+            xe = Vector512.Load(x3 + j);
+            xo = Vector512.Load(x3 + pairs + j);
+            a03 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a03));
+            a13 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a13));
+            a23 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a23));
+            a33 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a33));
+        }
+        float b0 = Bias(pb, o, bf16Bias), b1 = Bias(pb, o + 1, bf16Bias), b2 = Bias(pb, o + 2, bf16Bias), b3 = Bias(pb, o + 3, bf16Bias);
+        StoreFour(py, y0, a00, a10, a20, a30, b0, b1, b2, b3, outHalf);
+        StoreFour(py, y0 + outFeatures, a01, a11, a21, a31, b0, b1, b2, b3, outHalf);
+        StoreFour(py, y0 + 2L * outFeatures, a02, a12, a22, a32, b0, b1, b2, b3, outHalf);
+        StoreFour(py, y0 + 3L * outFeatures, a03, a13, a23, a33, b0, b1, b2, b3, outHalf);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreFour(nint py, long y, Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3, float b0, float b1, float b2, float b3, bool outHalf)
+    {
+        BFloat16Bits.Store(py, y, Vector512.Sum(a0) + b0, outHalf);
+        BFloat16Bits.Store(py, y + 1, Vector512.Sum(a1) + b1, outHalf);
+        BFloat16Bits.Store(py, y + 2, Vector512.Sum(a2) + b2, outHalf);
+        BFloat16Bits.Store(py, y + 3, Vector512.Sum(a3) + b3, outHalf);
     }
 
     /// <summary>Prefetches the 256 bytes (four cache lines) at <paramref name="line"/>: one pass over four rows consumes 256
