@@ -13,6 +13,10 @@ public sealed class DecodeGemvTests
     [InlineData(96, 2048, 1, false, true)]   // x_proj-like
     [InlineData(4099, 1024, 3, true, true)]  // a remainder after blocks of four, several rows, bias, threads
     [InlineData(1030, 512, 8, true, true)]   // the most rows the kernel takes
+    [InlineData(36, 64, 2, false, true)]     // two input rows share each widened weight vector
+    [InlineData(260, 1024, 5, true, true)]   // four rows, then one
+    [InlineData(260, 1024, 6, false, true)]  // four, then two
+    [InlineData(260, 1024, 7, true, true)]   // four, then three (the fourth slot idle)
     [InlineData(7, 16, 1, false, false)]     // fp32
     [InlineData(4099, 1024, 3, true, false)]
     [InlineData(1030, 512, 8, true, false)]

@@ -214,11 +214,15 @@ internal static class DecodeGemv
             bool prefetch = Sse.IsSupported && o + 8 <= end;
             byte* far = (byte*)w0 + farBlocks * 8L * inFeatures;
             bool prefetchFar = Sse.IsSupported && o + 4 * (farBlocks + 1) <= end;
-            // Four input rows at a time share each widened weight vector (a batch of several sequences was compute-bound:
-            // widening per row cost as much as the products); left-over rows take the one-row loop.
+            // Four (or three, the fourth lane idle) then two input rows at a time share each widened weight vector (a batch of
+            // several sequences was compute-bound: widening per row cost as much as the products); a last row takes the
+            // one-row loop.
             int r = 0;
-            for (; r + 4 <= rows; r += 4)
-                Quad(xs + (long)r * inFeatures, inFeatures, w0, r == 0 && prefetch ? next : null, r == 0 && prefetchFar ? far : null,
+            for (; r + 3 <= rows; r += 4)
+                Quad(xs + (long)r * inFeatures, Math.Min(4, rows - r), inFeatures, w0, r == 0 && prefetch ? next : null, r == 0 && prefetchFar ? far : null,
+                    pb, bf16Bias, py, outHalf, (long)r * outFeatures + o, outFeatures, o);
+            for (; r + 2 <= rows; r += 2)
+                Pair(xs + (long)r * inFeatures, inFeatures, w0, r == 0 && prefetch ? next : null, r == 0 && prefetchFar ? far : null,
                     pb, bf16Bias, py, outHalf, (long)r * outFeatures + o, outFeatures, o);
             for (; r < rows; r++)
             {
@@ -268,14 +272,16 @@ internal static class DecodeGemv
         }
     }
 
-    /// <summary>Four weight rows (from <paramref name="w0"/>) against four input rows (from <paramref name="x0"/>): each weight
-    /// vector is widened once for all four inputs. Same per-output summation order as the one-row loop (bit-identical).</summary>
+    /// <summary>Four weight rows (from <paramref name="w0"/>) against <paramref name="count"/> (3 or 4) input rows (from
+    /// <paramref name="x0"/>): each weight vector is widened once for all of them (with 3, the fourth slot repeats the third
+    /// and is not stored: still cheaper than a pair and a single). Same per-output summation order as the one-row loop
+    /// (bit-identical).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Quad(float* x0, int inFeatures, uint* w0, byte* next, byte* far, nint pb, bool bf16Bias, nint py, bool outHalf, long y0, int outFeatures, int o)
+    private static unsafe void Quad(float* x0, int count, int inFeatures, uint* w0, byte* next, byte* far, nint pb, bool bf16Bias, nint py, bool outHalf, long y0, int outFeatures, int o)
     {
         int pairs = inFeatures / 2;
         uint* w1 = w0 + pairs, w2 = w1 + pairs, w3 = w2 + pairs;
-        float* x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = x2 + inFeatures;
+        float* x1 = x0 + inFeatures, x2 = x1 + inFeatures, x3 = count == 4 ? x2 + inFeatures : x2;
         var mask = Vector512.Create(0xFFFF0000u);
         Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
         Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
@@ -324,7 +330,50 @@ internal static class DecodeGemv
         StoreFour(py, y0, a00, a10, a20, a30, b0, b1, b2, b3, outHalf);
         StoreFour(py, y0 + outFeatures, a01, a11, a21, a31, b0, b1, b2, b3, outHalf);
         StoreFour(py, y0 + 2L * outFeatures, a02, a12, a22, a32, b0, b1, b2, b3, outHalf);
-        StoreFour(py, y0 + 3L * outFeatures, a03, a13, a23, a33, b0, b1, b2, b3, outHalf);
+        if (count == 4) StoreFour(py, y0 + 3L * outFeatures, a03, a13, a23, a33, b0, b1, b2, b3, outHalf);
+    }
+
+    /// <summary><see cref="Quad"/> for two input rows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Pair(float* x0, int inFeatures, uint* w0, byte* next, byte* far, nint pb, bool bf16Bias, nint py, bool outHalf, long y0, int outFeatures, int o)
+    {
+        int pairs = inFeatures / 2;
+        uint* w1 = w0 + pairs, w2 = w1 + pairs, w3 = w2 + pairs;
+        float* x1 = x0 + inFeatures;
+        var mask = Vector512.Create(0xFFFF0000u);
+        Vector512<float> a00 = default, a01 = default, a10 = default, a11 = default, a20 = default, a21 = default, a30 = default, a31 = default;
+        for (int j = 0; j < pairs; j += 16)
+        {
+            if (next != null) Prefetch256(next + (long)j * 16);
+            if (far != null) Prefetch256ToL2(far + (long)j * 16);
+            var u0 = Vector512.Load(w0 + j);
+            var u1 = Vector512.Load(w1 + j);
+            var u2 = Vector512.Load(w2 + j);
+            var u3 = Vector512.Load(w3 + j);
+            var e0 = Vector512.ShiftLeft(u0, 16).AsSingle();
+            var e1 = Vector512.ShiftLeft(u1, 16).AsSingle();
+            var e2 = Vector512.ShiftLeft(u2, 16).AsSingle();
+            var e3 = Vector512.ShiftLeft(u3, 16).AsSingle();
+            var d0 = (u0 & mask).AsSingle();
+            var d1 = (u1 & mask).AsSingle();
+            var d2 = (u2 & mask).AsSingle();
+            var d3 = (u3 & mask).AsSingle();
+            var xe = Vector512.Load(x0 + j);
+            var xo = Vector512.Load(x0 + pairs + j);
+            a00 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a00));
+            a10 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a10));
+            a20 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a20));
+            a30 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a30));
+            xe = Vector512.Load(x1 + j);
+            xo = Vector512.Load(x1 + pairs + j);
+            a01 = Vector512.FusedMultiplyAdd(d0, xo, Vector512.FusedMultiplyAdd(e0, xe, a01));
+            a11 = Vector512.FusedMultiplyAdd(d1, xo, Vector512.FusedMultiplyAdd(e1, xe, a11));
+            a21 = Vector512.FusedMultiplyAdd(d2, xo, Vector512.FusedMultiplyAdd(e2, xe, a21));
+            a31 = Vector512.FusedMultiplyAdd(d3, xo, Vector512.FusedMultiplyAdd(e3, xe, a31));
+        }
+        float b0 = Bias(pb, o, bf16Bias), b1 = Bias(pb, o + 1, bf16Bias), b2 = Bias(pb, o + 2, bf16Bias), b3 = Bias(pb, o + 3, bf16Bias);
+        StoreFour(py, y0, a00, a10, a20, a30, b0, b1, b2, b3, outHalf);
+        StoreFour(py, y0 + outFeatures, a01, a11, a21, a31, b0, b1, b2, b3, outHalf);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
