@@ -28,7 +28,8 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         if (!weight.requires_grad && !input.requires_grad && input.device_type == DeviceType.CPU
-            && input.dtype == weight.dtype && input.dtype is ScalarType.Float32 or ScalarType.BFloat16 && input.is_contiguous())
+            && input.dtype == weight.dtype && input.dtype is ScalarType.Float32 or ScalarType.BFloat16 && input.is_contiguous()
+            && (input.numel() < ParallelElements || Vectorized(input.shape[^1])))
             return Cpu(input);
         using var scope = NewDisposeScope();
         var dtype = input.dtype;
@@ -38,6 +39,11 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
         // in place for inference; autograd needs the unscaled value when training
         return (weight.requires_grad ? normed * weight : normed.mul_(weight)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Whether rows of <paramref name="width"/> take the AVX-512 loop (large inputs without it stay with libtorch's
+    /// vectorised ops; small ones take the scalar loop, still cheaper than eight dispatches).</summary>
+    private static bool Vectorized(long width) =>
+        width % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
 
     /// <summary>Rows per parallel part: below this many elements the norm runs on the calling thread alone.</summary>
     private const long ParallelElements = 1 << 16;
@@ -66,7 +72,7 @@ public sealed class RMSNorm : nn.Module<Tensor, Tensor>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Rows(nint src, nint dst, nint w, int width, long from, long to, float eps, bool half)
     {
-        bool vector = width % 16 == 0 && System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        bool vector = Vectorized(width);
         for (long r = from; r < to; r++)
         {
             long o = r * width;
