@@ -174,7 +174,7 @@ public sealed class GoldenTests(ITestOutputHelper output)
         var config = Jamba.Inference.Config.JambaConfig.Load(fixtureName.Path);
         using var model = new JambaForCausalLM(config, new ModelOptions { DType = ComputeDType.Float32 });
         var modelTensors = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
-        var plan = Jamba.Inference.Checkpoint.WeightLoader.Plan(model, checkpoint, model.named_parameters().ToDictionary(p => p.name, p => p.parameter));
+        var plan = Jamba.Inference.Modeling.WeightLoader.Plan(model, checkpoint, model.named_parameters().ToDictionary(p => p.name, p => p.parameter));
         Assert.Equal(modelTensors.Count, plan.Count);
         Assert.Equal(modelTensors.Keys.Order(StringComparer.Ordinal), plan.Select(p => p.Target).Order(StringComparer.Ordinal));
         foreach (var (source, target) in plan)

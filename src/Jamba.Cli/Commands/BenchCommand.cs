@@ -1,3 +1,4 @@
+using Jamba.Inference.Diagnostics;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;

@@ -1,3 +1,4 @@
+using Jamba.Inference;
 using System.Diagnostics;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Modeling;

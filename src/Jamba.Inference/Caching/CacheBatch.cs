@@ -21,13 +21,26 @@ public interface IHybridCacheView
     /// <summary>Stores updated Mamba states (no-op when <see cref="MambaStates"/> returned the cache's own tensors).</summary>
     void CommitMamba(int layer, Tensor conv, Tensor ssm);
 
-    /// <summary>Appends the new keys/values <c>[B, kvh, L, hd]</c> of attention layer <paramref name="layer"/> and attends
-    /// <paramref name="q"/> <c>[B, heads, L, hd]</c> to every position so far; returns <c>[B, heads, L, hd]</c>.</summary>
-    Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor? mask);
+    /// <summary>Stores the new keys/values <c>[B, kvh, L, hd]</c> of attention layer <paramref name="layer"/> after the
+    /// positions already held and returns every key and value so far, as one <see cref="KeyValueRows"/> per group of rows
+    /// that share a length (one for a <see cref="HybridCache"/>, one per row for a <see cref="CacheBatch"/>). The cache only
+    /// stores: the attention itself is the attention module's.</summary>
+    IReadOnlyList<KeyValueRows> AppendKeyValue(int layer, Tensor k, Tensor v);
 
     /// <summary>Records that every row processed <paramref name="tokens"/> more positions.</summary>
     void Advance(int tokens);
 }
+
+/// <summary>The keys and values an attention layer attends to for rows <see cref="FirstRow"/> … <see cref="FirstRow"/> +
+/// <see cref="Rows"/> − 1 of its batch, all at the same length.</summary>
+/// <param name="Keys">Keys so far, <c>[rows, kvh, Length, hd]</c> (a view of <paramref name="KeyBuffer"/>).</param>
+/// <param name="Values">Values so far, <c>[rows, kvh, Length, hd]</c>.</param>
+/// <param name="KeyBuffer">The whole preallocated key buffer, <c>[rows, kvh, capacity, hd]</c> (contiguous; decode kernels read it directly).</param>
+/// <param name="ValueBuffer">The whole preallocated value buffer.</param>
+/// <param name="Length">Positions held, the new ones included.</param>
+/// <param name="FirstRow">The first batch row these keys belong to.</param>
+/// <param name="Rows">Rows covered.</param>
+public readonly record struct KeyValueRows(Tensor Keys, Tensor Values, Tensor KeyBuffer, Tensor ValueBuffer, int Length, int FirstRow, int Rows);
 
 /// <summary>
 /// Independent single-sequence caches run as one batch: projections, Mamba layers and experts see one
@@ -73,14 +86,13 @@ public sealed class CacheBatch : IHybridCacheView
     }
 
     /// <inheritdoc />
-    public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor? mask)
+    public IReadOnlyList<KeyValueRows> AppendKeyValue(int layer, Tensor k, Tensor v)
     {
-        if (mask is not null) throw new ArgumentException("A CacheBatch builds its own causal masks; rows are never padded.", nameof(mask));
-        if (_caches.Count == 1) return _caches[0].Attend(layer, q, k, v, null);
-        var outputs = new Tensor[_caches.Count];
+        if (_caches.Count == 1) return _caches[0].AppendKeyValue(layer, k, v);
+        var rows = new KeyValueRows[_caches.Count];
         for (int i = 0; i < _caches.Count; i++)
-            outputs[i] = _caches[i].Attend(layer, q.narrow(0, i, 1), k.narrow(0, i, 1), v.narrow(0, i, 1), null);
-        return torch.cat(outputs, 0);
+            rows[i] = _caches[i].AppendKeyValue(layer, k.narrow(0, i, 1), v.narrow(0, i, 1))[0] with { FirstRow = i };
+        return rows;
     }
 
     /// <inheritdoc />

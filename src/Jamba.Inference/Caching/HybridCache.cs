@@ -94,9 +94,8 @@ public sealed class HybridCache : IHybridCacheView, IDisposable
         _ => 2,
     };
 
-    /// <summary>Writes <paramref name="k"/>/<paramref name="v"/> (<c>[B, kvh, L, hd]</c>) at the current length of layer
-    /// <paramref name="layer"/> and returns views of all keys and values so far (valid until the next call).</summary>
-    internal (Tensor Keys, Tensor Values) AppendKeyValue(int layer, Tensor k, Tensor v)
+    /// <inheritdoc />
+    public IReadOnlyList<KeyValueRows> AppendKeyValue(int layer, Tensor k, Tensor v)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         int add = (int)k.shape[2];
@@ -106,7 +105,7 @@ public sealed class HybridCache : IHybridCacheView, IDisposable
         var values = _values[layer]!;
         keys.narrow(2, Length, add).copy_(k);
         values.narrow(2, Length, add).copy_(v);
-        return (keys.narrow(2, 0, needed), values.narrow(2, 0, needed));
+        return [new KeyValueRows(keys.narrow(2, 0, needed), values.narrow(2, 0, needed), keys, values, needed, 0, BatchSize)];
     }
 
     /// <summary>The conv window of Mamba layer <paramref name="layer"/>, <c>[B, d_inner, d_conv−1]</c>.</summary>
@@ -126,16 +125,6 @@ public sealed class HybridCache : IHybridCacheView, IDisposable
     {
         if (!ReferenceEquals(conv, _conv[layer])) ConvState(layer).copy_(conv);
         if (!ReferenceEquals(ssm, _ssm[layer])) SsmState(layer).copy_(ssm);
-    }
-
-    /// <inheritdoc />
-    public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, Tensor? mask)
-    {
-        using var scope = NewDisposeScope();
-        (k, v) = AppendKeyValue(layer, k, v);
-        if (mask is null && Modeling.DecodeAttention.Applies(q, _keys[layer]!))
-            return Modeling.DecodeAttention.Attend(q, _keys[layer]!, _values[layer]!, (int)k.shape[2]).MoveToOuterDisposeScope();
-        return Modeling.AttentionKernels.Attend(q, k, v, mask).MoveToOuterDisposeScope();
     }
 
     /// <summary>Grows every K/V buffer to hold at least <paramref name="tokens"/> positions (rounded up to whole blocks).</summary>

@@ -25,7 +25,7 @@ public sealed class EngineOptions
     /// <summary>Prompt tokens prefilled per scheduler step while the prefilling request is the only one the engine has (nothing
     /// else decoding or waiting), so no other stream's latency is at stake: larger chunks run the projections as larger, more
     /// efficient GEMMs (a 2048-token prompt ~12 % faster here in one chunk than in four). Used while the chunk's attention fits
-    /// the fused kernel (chunk × context ≤ <see cref="Modeling.AttentionKernels.FusedMaxPairs"/>, i.e. the first 4096
+    /// the fused kernel (chunk × context ≤ <see cref="Kernels.AttentionKernels.FusedMaxPairs"/>, i.e. the first 4096
     /// tokens at 2048); longer contexts continue in <see cref="PrefillChunkTokens"/> chunks. Never below
     /// <see cref="PrefillChunkTokens"/> (16…65536; default 2048).</summary>
     public int SoloPrefillChunkTokens { get; set; } = 2048;

@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
@@ -311,7 +312,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             // Alone, a larger chunk runs larger GEMMs — as long as its attention stays in the fused kernel (chunk × keys within
             // its budget); past that, long contexts attend block by block, where smaller chunks are faster and use less memory.
             int big = Math.Min(Math.Max(Options.PrefillChunkTokens, Options.SoloPrefillChunkTokens), w.Prompt.Count - w.Prefilled);
-            if ((long)big * (w.Prefilled + big) <= Modeling.AttentionKernels.FusedMaxPairs) n = Math.Max(n, big);
+            if ((long)big * (w.Prefilled + big) <= AttentionKernels.FusedMaxPairs) n = Math.Max(n, big);
         }
         float[]? last = null;
         using (var scope = NewDisposeScope())

@@ -1,5 +1,6 @@
 using Jamba.Inference.Caching;
 using Jamba.Inference.Config;
+using Jamba.Inference.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -51,18 +52,28 @@ public sealed class JambaAttention : nn.Module
         var q = q_proj.forward(hidden).view(b, l, _heads, _headDim).transpose(1, 2);
         var k = k_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
         var v = v_proj.forward(hidden).view(b, l, _kvHeads, _headDim).transpose(1, 2);
-        Tensor attn;
-        if (cache is not null)
-        {
-            attn = cache.Attend(_layer, q, k, v, mask);
-        }
-        else
-        {
-            attn = AttentionKernels.Attend(q, k, v, mask);
-        }
+        var attn = cache is null ? AttentionKernels.Attend(q, k, v, mask) : AttendCached(q, cache.AppendKeyValue(_layer, k, v), mask);
         // [B, H, L, hd] → [B, L, H·hd]; for one position a reshape of the contiguous result keeps row-major strides.
         var merged = l == 1 ? attn.contiguous().reshape(b, 1, _heads * _headDim) : attn.transpose(1, 2).reshape(b, l, _heads * _headDim);
         var output = o_proj.forward(merged);
         return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Attends the queries of each group of rows to that group's keys and values so far (one group for a padded
+    /// batch, one per row when independent sequences decode together); a single query per row takes the decode kernel.</summary>
+    private static Tensor AttendCached(Tensor q, IReadOnlyList<KeyValueRows> groups, Tensor? mask)
+    {
+        if (groups.Count > 1 && mask is not null)
+            throw new ArgumentException("Rows of independent caches build their own causal masks; they are never padded.", nameof(mask));
+        var outputs = new Tensor[groups.Count];
+        for (int i = 0; i < groups.Count; i++)
+        {
+            var g = groups[i];
+            var rows = groups.Count == 1 ? q : q.narrow(0, g.FirstRow, g.Rows);
+            outputs[i] = mask is null && DecodeAttention.Applies(rows, g.KeyBuffer)
+                ? DecodeAttention.Attend(rows, g.KeyBuffer, g.ValueBuffer, g.Length)
+                : AttentionKernels.Attend(rows, g.Keys, g.Values, mask);
+        }
+        return outputs.Length == 1 ? outputs[0] : torch.cat(outputs, 0);
     }
 }

@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using Jamba.Inference.Caching;
 using Jamba.Inference.Config;
 using TorchSharp;

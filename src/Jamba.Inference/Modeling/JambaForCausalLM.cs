@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using Jamba.Inference.Caching;
 using Jamba.Inference.Checkpoint;
 using Jamba.Inference.Config;
@@ -123,16 +124,4 @@ public sealed class JambaForCausalLM : nn.Module
             return ParameterCount - inactive;
         }
     }
-}
-
-/// <summary>Progress of a weight load.</summary>
-/// <param name="BytesLoaded">Tensor bytes copied so far.</param>
-/// <param name="TotalBytes">Tensor bytes to copy.</param>
-/// <param name="TensorsLoaded">Tensors copied so far.</param>
-/// <param name="TotalTensors">Tensors to copy.</param>
-/// <param name="CurrentTensor">The tensor just copied.</param>
-public readonly record struct LoadProgress(long BytesLoaded, long TotalBytes, int TensorsLoaded, int TotalTensors, string CurrentTensor)
-{
-    /// <summary>Fraction done, 0..1.</summary>
-    public double Fraction => TotalBytes == 0 ? 1 : (double)BytesLoaded / TotalBytes;
 }

@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 

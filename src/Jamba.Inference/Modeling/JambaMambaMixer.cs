@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using Jamba.Inference.Caching;
 using Jamba.Inference.Config;
 using TorchSharp;
@@ -184,7 +185,7 @@ public sealed class JambaMambaMixer : nn.Module
         var projected = in_proj.forward(hidden).reshape(b, 2L * _dInner).contiguous();         // [B, 2·d_inner]: x | gate
         var x = MambaDecodeKernel.ConvStep(projected, convState, conv1d.weight, conv1d.bias);  // [B, d_inner]
         var ssmParams = x_proj.forward(x.view(b, 1, _dInner)).reshape(b, _dtRank + 2L * _dState).contiguous();
-        var y = MambaDecodeKernel.SsmStep(ssmParams, x, projected, ssmState, dt_layernorm, b_layernorm, c_layernorm,
+        var y = MambaDecodeKernel.SsmStep(ssmParams, x, projected, ssmState, (dt_layernorm.weight, dt_layernorm.Epsilon), (b_layernorm.weight, b_layernorm.Epsilon), (c_layernorm.weight, c_layernorm.Epsilon),
             dt_proj.weight, dt_proj.bias!, StateMatrix(), D);
         cache.CommitMamba(_layer, convState, ssmState);
         return out_proj.forward(y.view(b, 1, _dInner));

@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using Jamba.Inference.Kernels;
 using System.Diagnostics;
 using System.Text.Json;
 using Jamba.Inference.Checkpoint;

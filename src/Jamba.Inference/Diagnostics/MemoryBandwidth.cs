@@ -1,10 +1,12 @@
+using Jamba.Inference.Modeling;
+using Jamba.Inference.Kernels;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Diagnostics;
 
 /// <summary>
 /// Measures how fast this machine reads a model's weights from memory: the physical limit of batch-1 decoding, which

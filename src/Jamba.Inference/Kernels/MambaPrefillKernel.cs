@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// The Mamba mixer's multi-position (prefill) path on CPU in the channels-last layout that <c>in_proj</c> produces
@@ -32,7 +32,7 @@ internal static class MambaPrefillKernel
     /// <summary>Whether the kernels handle this configuration: enabled, CPU with AVX-512, fp32/bf16, SiLU, channels a multiple
     /// of 16, a conv width of at most 8, and the cache tensors contiguous in the expected dtypes.</summary>
     public static bool Supports(Tensor hidden, string activation, int dInner, int dConv, Tensor window, Tensor state) =>
-        Enabled && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported
+        CpuKernels.Enabled && Enabled && Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512BW.IsSupported
         && hidden.device_type == DeviceType.CPU
         && hidden.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && activation is "silu" or "swish"

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// The selective scan as a custom autograd function for CPU training: the forward is the fast kernel, the

@@ -1,34 +1,35 @@
 using Jamba.Inference.Config;
-using Jamba.Inference.Modeling;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Jamba.Inference.Checkpoint;
 
-/// <summary>Writes a model as a Hugging Face checkpoint folder: <c>config.json</c> and safetensors weights
-/// (one file, or shards with <c>model.safetensors.index.json</c>), with HF's tensor names.</summary>
-public static class CheckpointWriter
+/// <summary>Writes a Hugging Face checkpoint folder from a configuration and named tensors: <c>config.json</c> and
+/// safetensors weights (one file, or shards with <c>model.safetensors.index.json</c>). Knows files and names only; a model
+/// is saved through <c>Modeling.CheckpointWriter</c>, which supplies its parameters under their HF names.</summary>
+public static class CheckpointFolderWriter
 {
-    /// <summary>Saves <paramref name="model"/> into <paramref name="folder"/>.</summary>
-    /// <param name="model">The model.</param>
+    /// <summary>Saves <paramref name="tensors"/> (written in name order) with <paramref name="config"/> into <paramref name="folder"/>.</summary>
+    /// <param name="config">The configuration (its <c>torch_dtype</c> is set to <paramref name="storage"/>).</param>
+    /// <param name="tensors">Tensor names and values.</param>
     /// <param name="folder">Target folder (created if needed).</param>
-    /// <param name="dtype">Storage dtype (F32, F16 or BF16); null keeps the compute dtype.</param>
+    /// <param name="storage">Storage dtype (F32, F16 or BF16).</param>
     /// <param name="maxShardBytes">Split into shards of at most this many bytes; 0 writes one file.</param>
-    public static void Save(JambaForCausalLM model, string folder, ScalarType? dtype = null, long maxShardBytes = 0)
+    public static void Save(JambaConfig config, IEnumerable<(string Name, Tensor Value)> tensors, string folder, ScalarType storage, long maxShardBytes = 0)
     {
-        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxShardBytes);
         Directory.CreateDirectory(folder);
-        var storage = dtype ?? model.DType;
         string torchDtype = storage switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" };
-        var config = model.Config with { TorchDtype = torchDtype };
-        File.WriteAllText(Path.Combine(folder, "config.json"), config.ToJson(), SafetensorsWriter.Utf8);
+        File.WriteAllText(Path.Combine(folder, "config.json"), (config with { TorchDtype = torchDtype }).ToJson(), SafetensorsWriter.Utf8);
 
-        var tensors = model.named_parameters().Select(p => (p.name, p.parameter)).OrderBy(p => p.name, StringComparer.Ordinal).ToList();
+        var ordered = tensors.OrderBy(p => p.Name, StringComparer.Ordinal).ToList();
         var shards = new List<List<(string Name, Tensor Value)>> { new() };
         long current = 0;
-        foreach (var (name, p) in tensors)
+        foreach (var (name, p) in ordered)
         {
-            long bytes = p.numel() * CacheElementSize(storage);
+            long bytes = p.numel() * ElementSize(storage);
             if (maxShardBytes > 0 && current > 0 && current + bytes > maxShardBytes)
             {
                 shards.Add([]);
@@ -52,7 +53,7 @@ public static class CheckpointWriter
             foreach (var (name, t) in shards[i])
             {
                 weightMap[name] = file;
-                total += t.numel() * CacheElementSize(storage);
+                total += t.numel() * ElementSize(storage);
             }
         }
         var index = new { metadata = new { total_size = total }, weight_map = weightMap };
@@ -67,5 +68,5 @@ public static class CheckpointWriter
         SafetensorsWriter.Write(path, converted, metadata);
     }
 
-    private static int CacheElementSize(ScalarType t) => t == ScalarType.Float32 ? 4 : 2;
+    private static int ElementSize(ScalarType t) => t == ScalarType.Float32 ? 4 : 2;
 }

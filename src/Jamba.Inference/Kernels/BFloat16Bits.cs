@@ -2,7 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>Element access (one at a time, or 16 at a time with AVX-512) to raw fp32 or bf16 tensor memory for the hand-written CPU kernels (bf16 is the upper half of
 /// an fp32; stores round to nearest even, as libtorch does).</summary>

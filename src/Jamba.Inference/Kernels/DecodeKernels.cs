@@ -1,4 +1,4 @@
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>The switch shared by the CPU decode kernels that replace a tensor-op path (<see cref="MambaDecodeKernel"/>,
 /// <see cref="DecodeAttention"/>, the MLP's gated pair): on by default; <c>JAMBA_DECODE_KERNELS=0</c> turns them off for a

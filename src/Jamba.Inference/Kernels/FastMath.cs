@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// <c>exp</c> for the selective scan's decay <c>exp(Δ·A)</c>, evaluated 16 lanes at a time in fp32: Cody–Waite range

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// <c>y = x·Wᵀ + b</c> for the few rows of a decode step on CPU (bf16 or fp32 weights), streaming the weights once at
@@ -26,7 +26,7 @@ internal static class DecodeGemv
 
     /// <summary>Whether <paramref name="input"/> × <paramref name="weight"/> is a decode-sized product this kernel runs.</summary>
     public static bool Applies(Tensor input, Tensor weight) =>
-        Enabled && Vector512.IsHardwareAccelerated
+        CpuKernels.Enabled && Enabled && Vector512.IsHardwareAccelerated
         && weight.device_type == DeviceType.CPU && input.dtype == weight.dtype
         && (weight.dtype == ScalarType.BFloat16 && weight.shape[1] % 32 == 0 || weight.dtype == ScalarType.Float32 && weight.shape[1] % 16 == 0)
         && !weight.requires_grad && !input.requires_grad && weight.is_contiguous() && input.is_contiguous()

@@ -2,10 +2,10 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using TorchSharp;
-using static Jamba.Inference.Modeling.BFloat16Bits;
+using static Jamba.Inference.Kernels.BFloat16Bits;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// The Mamba mixer's one-position decode step on CPU as two hand-written kernels around the <c>x_proj</c> GEMV:
@@ -23,7 +23,7 @@ internal static class MambaDecodeKernel
 {
     /// <summary>Whether the kernels handle this configuration (CPU, fp32/bf16, SiLU, every input contiguous).</summary>
     public static bool Supports(Tensor hidden, string activation, Tensor window, Tensor state) =>
-        hidden.device_type == DeviceType.CPU
+        CpuKernels.Enabled && DecodeKernels.Enabled && hidden.device_type == DeviceType.CPU
         && hidden.dtype is ScalarType.Float32 or ScalarType.BFloat16
         && activation is "silu" or "swish"
         && window.dtype == hidden.dtype && window.is_contiguous()
@@ -90,7 +90,7 @@ internal static class MambaDecodeKernel
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe Tensor SsmStep(Tensor ssm, Tensor x, Tensor projected, Tensor state,
-        RMSNorm dtNorm, RMSNorm bNorm, RMSNorm cNorm, Tensor dtWeight, Tensor dtBias, Tensor a, Tensor d)
+        (Tensor Weight, double Epsilon) dtNorm, (Tensor Weight, double Epsilon) bNorm, (Tensor Weight, double Epsilon) cNorm, Tensor dtWeight, Tensor dtBias, Tensor a, Tensor d)
     {
         int batch = (int)x.shape[0], dInner = (int)x.shape[1], n = (int)state.shape[2], rank = (int)dtWeight.shape[1];
         bool half = x.dtype == ScalarType.BFloat16;
@@ -98,7 +98,7 @@ internal static class MambaDecodeKernel
         nint pSsm = SelectiveScan.Address(ssm), pX = SelectiveScan.Address(x), pProj = SelectiveScan.Address(projected),
             pState = SelectiveScan.Address(state), pDtW = SelectiveScan.Address(dtWeight), pDtB = SelectiveScan.Address(dtBias),
             pA = SelectiveScan.Address(a), pD = SelectiveScan.Address(d), pOut = SelectiveScan.Address(output),
-            pDtN = SelectiveScan.Address(dtNorm.weight), pBN = SelectiveScan.Address(bNorm.weight), pCN = SelectiveScan.Address(cNorm.weight);
+            pDtN = SelectiveScan.Address(dtNorm.Weight), pBN = SelectiveScan.Address(bNorm.Weight), pCN = SelectiveScan.Address(cNorm.Weight);
         bool dHalf = d.dtype == ScalarType.BFloat16;
         int width = rank + 2 * n;
         // Scratch from the shared pool: a decode step runs this once per Mamba layer, and fresh arrays were a steady

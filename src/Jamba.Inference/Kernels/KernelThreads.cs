@@ -1,4 +1,4 @@
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// Runs the parts of one CPU kernel call on the calling thread plus a few dedicated worker threads that spin briefly

@@ -1,8 +1,10 @@
+using Jamba.Inference.Modeling;
+using Jamba.Inference.Kernels;
 using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Diagnostics;
 
 /// <summary>Where one decode step's time goes, per decoder layer and per layer kind.</summary>
 /// <param name="StepMilliseconds">Mean wall time of a whole decode step (batch 1).</param>

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// Causal grouped-query attention for the attention layers: queries <c>[B, H, L, hd]</c> at absolute positions

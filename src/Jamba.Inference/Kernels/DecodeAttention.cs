@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// One query position attending to a cached context on CPU: <c>softmax(q·Kᵀ/√d)·V</c> per head, with each key/value head
@@ -18,7 +18,7 @@ internal static class DecodeAttention
 {
     /// <summary>Whether the kernel handles these tensors: CPU, fp32/bf16, one query position, head size a multiple of 16.</summary>
     public static bool Applies(Tensor q, Tensor keys) =>
-        DecodeKernels.Enabled && Avx512F.IsSupported && q.device_type == DeviceType.CPU && q.shape[2] == 1
+        CpuKernels.Enabled && DecodeKernels.Enabled && Avx512F.IsSupported && q.device_type == DeviceType.CPU && q.shape[2] == 1
         && q.dtype == keys.dtype && q.dtype is ScalarType.Float32 or ScalarType.BFloat16 && keys.is_contiguous()
         && q.shape[3] % 16 == 0;
 

@@ -1,15 +1,17 @@
 using System.Text.RegularExpressions;
-using Jamba.Inference.Modeling;
+using Jamba.Inference.Checkpoint;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Checkpoint;
+namespace Jamba.Inference.Modeling;
 
 /// <summary>
-/// Copies checkpoint tensors into a model's parameters by Hugging Face name, one tensor at a time (peak
-/// memory ≈ the weights plus one tensor). Every name is checked both ways and every shape exactly: a
-/// missing, unexpected or mis-shaped tensor is an error naming it (no silent broadcasting).
+/// Maps a checkpoint's Hugging Face tensor names onto a model's parameters (the model's quirks live here: a dense MLP
+/// stored as <c>feed_forward.experts.0.*</c>, a stored head beside tied embeddings) and has
+/// <see cref="TensorLoader"/> copy them, one tensor at a time (peak memory ≈ the weights plus one tensor). Every name is
+/// checked both ways and every shape exactly: a missing, unexpected or mis-shaped tensor is an error naming it (no silent
+/// broadcasting). Derived buffers (<c>A = −exp(A_log)</c>) are refreshed afterwards.
 /// </summary>
 public static partial class WeightLoader
 {
@@ -23,17 +25,7 @@ public static partial class WeightLoader
     {
         var expected = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         var plan = Plan(model, checkpoint, expected);
-        long total = plan.Sum(p => checkpoint.GetInfo(p.Source).ByteLength), done = 0;
-        int count = 0;
-        using var noGrad = torch.no_grad();
-        foreach (var (source, target) in plan)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            var info = checkpoint.GetInfo(source);
-            CopyInto(checkpoint.FileOf(source), info, expected[target]);
-            done += info.ByteLength;
-            progress?.Report(new LoadProgress(done, total, ++count, plan.Count, source));
-        }
+        TensorLoader.Load(checkpoint, plan.Select(p => (p.Source, (Tensor)expected[p.Target])).ToList(), progress, cancellationToken);
         foreach (var layer in model.model.layers) layer.mamba?.RefreshDerived();
     }
 
@@ -73,36 +65,5 @@ public static partial class WeightLoader
             throw new JambaCheckpointException(checkpoint.Folder, missing[0],
                 $"missing from the checkpoint{(missing.Count > 1 ? $" ({missing.Count} missing in all: {string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? ", …" : "")})" : "")}.");
         return plan;
-    }
-
-    private static ScalarType ToScalarType(SafetensorsFile file, SafetensorsTensorInfo info) => info.DType switch
-    {
-        SafetensorsDType.F32 => ScalarType.Float32,
-        SafetensorsDType.F16 => ScalarType.Float16,
-        SafetensorsDType.BF16 => ScalarType.BFloat16,
-        _ => throw new JambaCheckpointException(file.Path, info.Name, $"dtype {info.DType} is not a supported weight type (F32, F16, BF16)."),
-    };
-
-    private static void CopyInto(SafetensorsFile file, SafetensorsTensorInfo info, Parameter target)
-    {
-        var sourceType = ToScalarType(file, info);
-        bool direct = sourceType == target.dtype && target.device_type == DeviceType.CPU && target.is_contiguous();
-        var staging = direct ? target : torch.empty(info.Shape, dtype: sourceType);
-        try
-        {
-            using var flat = staging.view(-1);
-            int elementSize = SafetensorsFile.ElementSize(info.DType);
-            const long slice = 1L << 30;
-            file.ReadSlices(info, slice, (span, offset) =>
-            {
-                using var part = flat.narrow(0, offset / elementSize, span.Length / elementSize);
-                span.CopyTo(part.bytes);
-            });
-            if (!direct) target.copy_(staging);
-        }
-        finally
-        {
-            if (!direct) staging.Dispose();
-        }
     }
 }

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// Rooted <see cref="Scalar"/>s and Scalar-safe tensor helpers.

@@ -2,7 +2,7 @@ using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Jamba.Inference.Modeling;
+namespace Jamba.Inference.Kernels;
 
 /// <summary>
 /// Mamba's selective scan: <c>h_t = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·x_t</c>, <c>y_t = h_t·C_t + D·x_t</c>, with the
@@ -23,7 +23,7 @@ public static class SelectiveScan
     public static Tensor Run(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
     {
         bool needsGrad = torch.is_grad_enabled() && (x.requires_grad || delta.requires_grad || a.requires_grad || bMat.requires_grad || cMat.requires_grad || dSkip.requires_grad);
-        bool cpu = x.device_type == DeviceType.CPU && state.is_contiguous() && state.dtype == ScalarType.Float32;
+        bool cpu = CpuKernels.Enabled && x.device_type == DeviceType.CPU && state.is_contiguous() && state.dtype == ScalarType.Float32;
         if (cpu && !needsGrad)
             return RunCpu(x, delta, a, bMat, cMat, dSkip, state);
         if (cpu && IsZero(state))

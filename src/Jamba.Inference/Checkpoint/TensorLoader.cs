@@ -1,0 +1,68 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Jamba.Inference.Checkpoint;
+
+/// <summary>
+/// Copies checkpoint tensors into tensors the caller allocated, by checkpoint name, one tensor at a time (peak memory ≈ the
+/// targets plus one tensor), converting the stored dtype to the target's. Knows files and names only: which tensor goes
+/// where is the model's business (<c>Modeling.WeightLoader</c>).
+/// </summary>
+public static class TensorLoader
+{
+    /// <summary>Copies each <c>Source</c> tensor of <paramref name="checkpoint"/> into its <c>Target</c> (same shape).</summary>
+    /// <exception cref="JambaCheckpointException">A tensor is of an unsupported dtype or of another shape than its target.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled between two tensors.</exception>
+    public static void Load(SafetensorsCheckpoint checkpoint, IReadOnlyList<(string Source, Tensor Target)> plan,
+        IProgress<LoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(plan);
+        long total = plan.Sum(p => checkpoint.GetInfo(p.Source).ByteLength), done = 0;
+        int count = 0;
+        using var noGrad = torch.no_grad();
+        foreach (var (source, target) in plan)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var info = checkpoint.GetInfo(source);
+            var file = checkpoint.FileOf(source);
+            if (!info.Shape.SequenceEqual(target.shape))
+                throw new JambaCheckpointException(file.Path, source,
+                    $"shape [{string.Join(", ", info.Shape)}] does not match the target's [{string.Join(", ", target.shape)}].");
+            CopyInto(file, info, target);
+            done += info.ByteLength;
+            progress?.Report(new LoadProgress(done, total, ++count, plan.Count, source));
+        }
+    }
+
+    private static ScalarType ToScalarType(SafetensorsFile file, SafetensorsTensorInfo info) => info.DType switch
+    {
+        SafetensorsDType.F32 => ScalarType.Float32,
+        SafetensorsDType.F16 => ScalarType.Float16,
+        SafetensorsDType.BF16 => ScalarType.BFloat16,
+        _ => throw new JambaCheckpointException(file.Path, info.Name, $"dtype {info.DType} is not a supported weight type (F32, F16, BF16)."),
+    };
+
+    private static void CopyInto(SafetensorsFile file, SafetensorsTensorInfo info, Tensor target)
+    {
+        var sourceType = ToScalarType(file, info);
+        bool direct = sourceType == target.dtype && target.device_type == DeviceType.CPU && target.is_contiguous();
+        var staging = direct ? target : torch.empty(info.Shape, dtype: sourceType);
+        try
+        {
+            using var flat = staging.view(-1);
+            int elementSize = SafetensorsFile.ElementSize(info.DType);
+            const long slice = 1L << 30;
+            file.ReadSlices(info, slice, (span, offset) =>
+            {
+                using var part = flat.narrow(0, offset / elementSize, span.Length / elementSize);
+                span.CopyTo(part.bytes);
+            });
+            if (!direct) target.copy_(staging);
+        }
+        finally
+        {
+            if (!direct) staging.Dispose();
+        }
+    }
+}
