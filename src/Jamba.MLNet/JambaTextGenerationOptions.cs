@@ -73,38 +73,52 @@ public sealed class JambaTextGenerationOptions
     /// <summary>The target-token-count column (Int32); null omits it (default <c>TargetTokens</c>).</summary>
     public string? TargetTokensColumnName { get; set; } = "TargetTokens";
 
-    /// <summary>Most tokens generated per row (1…1,048,576; default 256).</summary>
-    public int MaxTokens { get; set; } = 256;
+    /// <summary>
+    /// The engine's generation settings for every row (the same <see cref="GenerationOptions"/> every other caller of the
+    /// engine uses; validated by it, with this class's property names in its messages). The sampling properties below are
+    /// this object's settings under ML.NET's names, not copies. Defaults: greedy, 256 tokens, special tokens dropped.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public GenerationOptions Generation
+    {
+        get => _generation;
+        set => _generation = value ?? throw new ArgumentNullException(nameof(Generation));
+    }
+
+    private GenerationOptions _generation = new() { MaxNewTokens = 256, Temperature = 0f, IncludeSpecialTokensInText = false };
+
+    /// <summary>Most tokens generated per row (1…1,048,576; default 256): <see cref="GenerationOptions.MaxNewTokens"/>.</summary>
+    public int MaxTokens { get => _generation.MaxNewTokens; set => _generation.MaxNewTokens = value; }
 
     /// <summary>Softmax temperature (0 = greedy, the default; at most 100).</summary>
-    public float Temperature { get; set; }
+    public float Temperature { get => _generation.Temperature; set => _generation.Temperature = value; }
 
     /// <summary>Keep only the <c>k</c> most likely tokens (0 = off, the default).</summary>
-    public int TopK { get; set; }
+    public int TopK { get => _generation.TopK; set => _generation.TopK = value; }
 
     /// <summary>Nucleus sampling threshold in (0, 1] (default 1 = off).</summary>
-    public float TopP { get; set; } = 1f;
+    public float TopP { get => _generation.TopP; set => _generation.TopP = value; }
 
     /// <summary>Min-p threshold in [0, 1] (default 0 = off).</summary>
-    public float MinP { get; set; }
+    public float MinP { get => _generation.MinP; set => _generation.MinP = value; }
 
     /// <summary>Repetition penalty in (0, 10] (default 1 = off).</summary>
-    public float RepetitionPenalty { get; set; } = 1f;
+    public float RepetitionPenalty { get => _generation.RepetitionPenalty; set => _generation.RepetitionPenalty = value; }
 
     /// <summary>Presence penalty in [−2, 2] (default 0).</summary>
-    public float PresencePenalty { get; set; }
+    public float PresencePenalty { get => _generation.PresencePenalty; set => _generation.PresencePenalty = value; }
 
     /// <summary>Frequency penalty in [−2, 2] (default 0).</summary>
-    public float FrequencyPenalty { get; set; }
+    public float FrequencyPenalty { get => _generation.FrequencyPenalty; set => _generation.FrequencyPenalty = value; }
 
     /// <summary>Sampling seed used for every row (null draws one per row). The same seed and prompt give the same output.</summary>
-    public long? Seed { get; set; }
+    public long? Seed { get => _generation.Seed; set => _generation.Seed = value; }
 
     /// <summary>Texts that end a row's generation (not included in the output); at most 16, non-empty.</summary>
-    public IList<string> StopSequences { get; set; } = new List<string>();
+    public IList<string> StopSequences { get => _generation.StopSequences; set => _generation.StopSequences = value; }
 
     /// <summary>Keep special tokens in the generated text (default false).</summary>
-    public bool IncludeSpecialTokens { get; set; }
+    public bool IncludeSpecialTokens { get => _generation.IncludeSpecialTokensInText; set => _generation.IncludeSpecialTokensInText = value; }
 
     /// <summary>Rows generated concurrently by <c>Transform</c> (the engine batches their decode steps); 1…1024, default 16.
     /// Also the engine's <see cref="Jamba.Inference.Engine.EngineOptions.MaxConcurrentSequences"/> floor when this step loads the model.</summary>
@@ -135,14 +149,13 @@ public sealed class JambaTextGenerationOptions
         Check(Generate || TargetColumnName != null, nameof(Generate), "is false and no TargetColumnName is set: the step would add nothing.");
         Check(TargetColumnName is null || TargetColumnName.Length > 0, nameof(TargetColumnName), "must be null or a column name.");
         Check(BatchSize is >= 1 and <= 1024, nameof(BatchSize), $"must be between 1 and 1024; found {BatchSize}.");
-        Check(MaxTokens is >= 1 and <= 1 << 20, nameof(MaxTokens), $"must be between 1 and 1048576; found {MaxTokens}.");
         var outputs = OutputColumns().ToList();
         foreach (var (option, name) in outputs)
             Check(name.Length > 0, option, "must be null or a non-empty column name.");
         var duplicate = outputs.GroupBy(o => o.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
         Check(duplicate is null, duplicate?.First().Option ?? "", $"names the column '{duplicate?.Key}', which {duplicate?.Last().Option} also names.");
         Check(outputs.Count > 0, nameof(OutputColumnName), "and the other output column names are all null: the step would add nothing.");
-        ToGenerationOptions().Validate();
+        _generation.Validate(SettingName);
     }
 
     /// <summary>The output columns this step adds, as (option name, column name), in schema order.</summary>
@@ -163,27 +176,22 @@ public sealed class JambaTextGenerationOptions
         }
     }
 
-    /// <summary>The engine's generation options for these settings.</summary>
-    public GenerationOptions ToGenerationOptions() => new()
+    /// <summary>This class's name of a <see cref="GenerationOptions"/> property (for validation messages).</summary>
+    private static string? SettingName(string property) => property switch
     {
-        MaxNewTokens = MaxTokens,
-        Temperature = Temperature,
-        TopK = TopK,
-        TopP = TopP,
-        MinP = MinP,
-        RepetitionPenalty = RepetitionPenalty,
-        PresencePenalty = PresencePenalty,
-        FrequencyPenalty = FrequencyPenalty,
-        Seed = Seed,
-        StopSequences = new List<string>(StopSequences ?? []),
-        IncludeSpecialTokensInText = IncludeSpecialTokens,
+        nameof(GenerationOptions.MaxNewTokens) => nameof(MaxTokens),
+        nameof(GenerationOptions.IncludeSpecialTokensInText) => nameof(IncludeSpecialTokens),
+        _ => null,
     };
+
+    /// <summary>The engine's generation options for these settings (a copy of <see cref="Generation"/>).</summary>
+    public GenerationOptions ToGenerationOptions() => _generation.Clone();
 
     /// <summary>A deep copy.</summary>
     public JambaTextGenerationOptions Clone()
     {
         var c = (JambaTextGenerationOptions)MemberwiseClone();
-        c.StopSequences = new List<string>(StopSequences ?? []);
+        c._generation = _generation.Clone();
         return c;
     }
 }

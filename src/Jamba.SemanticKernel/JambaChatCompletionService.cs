@@ -90,6 +90,13 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
     /// <summary>Disposes the chat client (releasing its model lease when it owns one).</summary>
     public void Dispose() => _pipeline.Dispose();
 
-    private static PromptExecutionSettings? Convert(PromptExecutionSettings? settings) =>
-        settings is null ? null : JambaPromptExecutionSettings.FromExecutionSettings(settings);
+    /// <summary>Jamba settings for SK's chat bridge, checked first so that a wrong value is named as the user wrote it
+    /// (<c>max_tokens</c>, not the engine's property).</summary>
+    private static PromptExecutionSettings? Convert(PromptExecutionSettings? settings)
+    {
+        if (settings is null) return null;
+        var jamba = JambaPromptExecutionSettings.FromExecutionSettings(settings);
+        jamba.Validate();
+        return jamba;
+    }
 }

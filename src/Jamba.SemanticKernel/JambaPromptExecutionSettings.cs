@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Jamba.Inference.Chat;
 using Jamba.Inference.Generation;
+using Microsoft.Extensions.AI;
 using Microsoft.SemanticKernel;
 
 namespace Jamba.SemanticKernel;
@@ -183,24 +184,51 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
 
     /// <summary>
     /// The engine options these settings describe (for direct use of the engine; chat requests go through
-    /// <see cref="PromptExecutionSettingsExtensions.ToChatOptions"/>): <paramref name="defaults"/> (copied) with every set value applied.
+    /// <see cref="ToChatOptions"/>): the settings as <see cref="ChatOptions"/>, through the library's one mapping
+    /// (<see cref="ChatGenerationSettings.ToGenerationOptions"/>) over <paramref name="defaults"/> (copied).
     /// </summary>
     /// <param name="defaults">Values for unset settings; null = <see cref="GenerationOptions"/>'s defaults.</param>
-    public GenerationOptions ToGenerationOptions(GenerationOptions? defaults = null)
+    public GenerationOptions ToGenerationOptions(GenerationOptions? defaults = null) =>
+        ChatGenerationSettings.ToGenerationOptions(ToChatOptions(), defaults);
+
+    /// <summary>The sampling settings as Microsoft.Extensions.AI <see cref="ChatOptions"/> (what the chat client reads:
+    /// <c>min_p</c> and <c>repetition_penalty</c> in <see cref="ChatOptions.AdditionalProperties"/>).</summary>
+    public ChatOptions ToChatOptions()
     {
-        var g = (defaults ?? new GenerationOptions()).Clone();
-        if (MaxTokens is { } max) g.MaxNewTokens = max;
-        if (Temperature is { } t) g.Temperature = t;
-        if (TopP is { } p) g.TopP = p;
-        if (TopK is { } k) g.TopK = k;
-        if (Seed is { } seed) g.Seed = seed;
-        if (PresencePenalty is { } pp) g.PresencePenalty = pp;
-        if (FrequencyPenalty is { } fp) g.FrequencyPenalty = fp;
-        if (RepetitionPenalty is { } rp) g.RepetitionPenalty = rp;
-        if (MinP is { } minP) g.MinP = minP;
-        if (StopSequences is { } stops)
-            foreach (var s in stops)
-                if (!string.IsNullOrEmpty(s) && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
-        return g;
+        var options = new ChatOptions
+        {
+            MaxOutputTokens = MaxTokens,
+            Temperature = Temperature,
+            TopP = TopP,
+            TopK = TopK,
+            Seed = Seed,
+            PresencePenalty = PresencePenalty,
+            FrequencyPenalty = FrequencyPenalty,
+            StopSequences = StopSequences?.ToList(),
+            ModelId = ModelId,
+        };
+        if (MinP is { } minP) (options.AdditionalProperties ??= [])[ChatGenerationSettings.MinPKey] = minP;
+        if (RepetitionPenalty is { } rep) (options.AdditionalProperties ??= [])[ChatGenerationSettings.RepetitionPenaltyKey] = rep;
+        return options;
     }
+
+    /// <summary>Checks every sampling setting, naming a wrong one by its JSON name (<c>max_tokens</c>, <c>top_p</c>, …).</summary>
+    /// <exception cref="ArgumentException">A setting is out of range (its JSON name is the message's first word and the parameter name).</exception>
+    public void Validate() => ToGenerationOptions().Validate(JsonName);
+
+    /// <summary>The JSON name of the setting behind a <see cref="GenerationOptions"/> property.</summary>
+    internal static string? JsonName(string property) => property switch
+    {
+        nameof(GenerationOptions.MaxNewTokens) => "max_tokens",
+        nameof(GenerationOptions.Temperature) => "temperature",
+        nameof(GenerationOptions.TopP) => "top_p",
+        nameof(GenerationOptions.TopK) => "top_k",
+        nameof(GenerationOptions.MinP) => "min_p",
+        nameof(GenerationOptions.RepetitionPenalty) => "repetition_penalty",
+        nameof(GenerationOptions.PresencePenalty) => "presence_penalty",
+        nameof(GenerationOptions.FrequencyPenalty) => "frequency_penalty",
+        nameof(GenerationOptions.StopSequences) => "stop_sequences",
+        nameof(GenerationOptions.Seed) => "seed",
+        _ => null,
+    };
 }

@@ -35,9 +35,9 @@ internal delegate IAsyncEnumerable<GenerationUpdate> ChatGenerator(string prompt
 public sealed class JambaChatClient : IChatClient
 {
     /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of the min-p cutoff.</summary>
-    public const string MinPKey = "min_p";
+    public const string MinPKey = ChatGenerationSettings.MinPKey;
     /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of the repetition penalty.</summary>
-    public const string RepetitionPenaltyKey = "repetition_penalty";
+    public const string RepetitionPenaltyKey = ChatGenerationSettings.RepetitionPenaltyKey;
 
     private readonly JambaChatClientOptions _options;
     private readonly ILogger _logger;
@@ -148,24 +148,8 @@ public sealed class JambaChatClient : IChatClient
     /// <exception cref="ArgumentException">An additional property has an unusable value.</exception>
     public GenerationOptions CreateGenerationOptions(ChatOptions? options)
     {
-        var g = _options.DefaultGenerationOptions.Clone();
+        var g = ChatGenerationSettings.ToGenerationOptions(options, _options.DefaultGenerationOptions);
         g.IncludeSpecialTokensInText = true;
-        if (options is null) return g;
-        if (options.MaxOutputTokens is { } max) g.MaxNewTokens = max;
-        if (options.Temperature is { } temperature) g.Temperature = temperature;
-        if (options.TopP is { } topP) g.TopP = topP;
-        if (options.TopK is { } topK) g.TopK = topK;
-        if (options.Seed is { } seed) g.Seed = seed;
-        if (options.PresencePenalty is { } presence) g.PresencePenalty = presence;
-        if (options.FrequencyPenalty is { } frequency) g.FrequencyPenalty = frequency;
-        if (options.StopSequences is { Count: > 0 } stops)
-            foreach (var s in stops)
-                if (!string.IsNullOrEmpty(s) && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
-        if (options.AdditionalProperties is { } props)
-        {
-            if (TryGetNumber(props, MinPKey, out double minP)) g.MinP = (float)minP;
-            if (TryGetNumber(props, RepetitionPenaltyKey, out double rep)) g.RepetitionPenalty = (float)rep;
-        }
         return g;
     }
 
@@ -363,50 +347,16 @@ public sealed class JambaChatClient : IChatClient
 
     private static Backend CreateBackend(JambaModelHandle handle, JambaChatClientOptions options, bool owned)
     {
-        var tokenizer = handle.Tokenizer ?? throw new ArgumentException($"The checkpoint '{handle.Path}' has no tokenizer files (tokenizer.json or tokenizer.model); a chat client needs one.", nameof(handle));
-        var template = options.ChatTemplate ?? ChatTemplate.FromCheckpointOrFallback(handle.Path);
-        string? bos = tokenizer.BosTokenId is { } b ? tokenizer.IdToToken(b) : null;
-        string? eos = tokenizer.EosTokenId is { } e ? tokenizer.IdToToken(e) : null;
-        var formatter = new JambaChatFormatter(template, bos, eos, options.TemplateKwargs);
-        var ids = new List<int>();
-        var strings = new List<string>();
-        foreach (var marker in new[] { "<|eom|>", "<|im_end|>" })
-        {
-            if (!template.Source.Contains(marker, StringComparison.Ordinal)) continue;
-            if (tokenizer.TokenToId(marker) is { } id) ids.Add(id);
-            else strings.Add(marker);
-        }
+        var setup = ChatSetup.For(handle, options.ChatTemplate, options.ToolCallFormat);
+        var formatter = setup.CreateFormatter(options.TemplateKwargs);
+        var tokenizer = setup.Tokenizer;
         var engine = handle.Engine;
         ChatGenerator generate = (prompt, generation, ct) =>
         {
             var tokens = tokenizer.Encode(prompt, addSpecialTokens: false);
             return engine.GenerateAsync(new GenerationRequest(tokens, generation), ct);
         };
-        return new Backend(formatter, options.ToolCallFormat ?? ToolCallParser.DetectFormat(template), generate, ids, strings, tokenizer, handle, owned);
-    }
-
-    private static bool TryGetNumber(AdditionalPropertiesDictionary props, string key, out double value)
-    {
-        value = 0;
-        if (!props.TryGetValue(key, out var raw) || raw is null) return false;
-        switch (raw)
-        {
-            case JsonElement { ValueKind: JsonValueKind.Number } e: value = e.GetDouble(); return true;
-            case JsonElement { ValueKind: JsonValueKind.String } e when double.TryParse(e.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out value): return true;
-            case JsonElement { ValueKind: JsonValueKind.Null }: return false;
-            case string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out value): return true;
-            case IConvertible c:
-                try
-                {
-                    value = c.ToDouble(CultureInfo.InvariantCulture);
-                    return true;
-                }
-                catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
-                {
-                    break;
-                }
-        }
-        throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{key}\"] must be a number; found {raw}.", "options");
+        return new Backend(formatter, setup.ToolCallFormat, generate, setup.EndOfTurnTokenIds, setup.EndOfTurnStrings, tokenizer, handle, owned);
     }
 
     internal sealed record Backend(

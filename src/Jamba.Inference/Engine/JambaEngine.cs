@@ -120,6 +120,46 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         return await work.SnapshotResult!.Task.ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// The log-likelihood of <paramref name="target"/> as the continuation of <paramref name="prompt"/>: the sum over the
+    /// target tokens of the natural-log probability the model gives each after the prompt and the target tokens before it.
+    /// Runs on the scheduler thread like every other request (prefilled in chunks, interleaved with other sequences' decode
+    /// steps), never on the caller's thread.
+    /// </summary>
+    /// <param name="prompt">The conditioning tokens (at least one).</param>
+    /// <param name="target">The tokens to score (may be empty: log-likelihood 0).</param>
+    /// <param name="cancellationToken">Cancels the request within one step.</param>
+    /// <exception cref="ArgumentException">The prompt is empty or a token id is outside the vocabulary.</exception>
+    /// <exception cref="ContextLengthExceededException">Prompt and target together exceed the context limit.</exception>
+    public async Task<ScoreResult> ScoreAsync(IReadOnlyList<int> prompt, IReadOnlyList<int> target, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(target);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (target.Count == 0) return new ScoreResult(0, []);
+        if (prompt.Count == 0)
+            throw new ArgumentException("Scoring needs at least one prompt token to condition the target on; the prompt is empty.", nameof(prompt));
+        if (prompt.Count + target.Count > MaxContextTokens) throw new ContextLengthExceededException(prompt.Count + target.Count, MaxContextTokens);
+        var ids = new int[prompt.Count + target.Count];
+        for (int i = 0; i < prompt.Count; i++) ids[i] = prompt[i];
+        for (int i = 0; i < target.Count; i++) ids[prompt.Count + i] = target[i];
+        foreach (int t in ids)
+            if ((uint)t >= (uint)_model.Config.VocabSize)
+                throw new ArgumentException($"Token id {t} is outside the vocabulary [0, {_model.Config.VocabSize}).", nameof(target));
+        var work = new Work(ids, prompt.Count);
+        await AcquireSlot(work, cancellationToken).ConfigureAwait(false);
+        using var registration = cancellationToken.Register(() => Cancel(work));
+        Submit(work);
+        try
+        {
+            return await work.ScoreResult!.Task.ConfigureAwait(false);
+        }
+        catch (TaskCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(cancellationToken);
+        }
+    }
+
     /// <summary>Loads a snapshot file saved by <see cref="ContextSnapshot.Save"/> for this engine's model.</summary>
     public ContextSnapshot LoadSnapshot(string path) => ContextSnapshot.Load(path, _model.Config, _model.DType, _model.Device);
 
@@ -213,16 +253,16 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
                 if (!ReferenceEquals(item, Work.Nudge)) pending.Enqueue(item);
             if (_stopping)
             {
-                foreach (var w in pending.Concat(active)) Finish(w, FinishReason.Cancelled, null);
+                foreach (var w in pending.Concat(active)) Finish(w, FinishReason.Cancelled);
                 pending.Clear();
                 active.Clear();
                 continue;
             }
 
             // Leave: cancelled requests, queued or active.
-            foreach (var w in pending.Where(w => w.CancelRequested).ToList()) Finish(w, FinishReason.Cancelled, null);
+            foreach (var w in pending.Where(w => w.CancelRequested).ToList()) Finish(w, FinishReason.Cancelled);
             if (pending.Any(w => w.Finished)) pending = new Queue<Work>(pending.Where(w => !w.Finished));
-            foreach (var w in active.Where(w => w.CancelRequested)) Finish(w, FinishReason.Cancelled, null);
+            foreach (var w in active.Where(w => w.CancelRequested)) Finish(w, FinishReason.Cancelled);
             active.RemoveAll(w => w.Finished);
 
             // Join: admit queued requests up to the concurrency limit.
@@ -261,6 +301,13 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     {
         try
         {
+            if (w.ScoreTokens is not null)
+            {
+                w.Prompt = w.ScoreTokens;
+                w.Cache = _model.CreateCache(1, w.Prompt.Count);
+                w.Clock.Restart();
+                return true;
+            }
             if (w.SnapshotTokens is not null)
             {
                 w.Prompt = w.SnapshotTokens;
@@ -271,9 +318,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             var request = w.Request!;
             w.Prompt = request.PromptTokens;
             var options = request.Options;
-            w.Sampler = new LogitsSampler(options, w.Prompt);
-            w.Detokenizer = Tokenizer?.CreateStreamingDetokenizer(skipSpecialTokens: !options.IncludeSpecialTokensInText);
-            w.Stops = new StopSequenceMatcher(options.StopSequences);
+            w.Sequence = new GenerationSequence(w.Prompt, options, _eos,
+                Tokenizer?.CreateStreamingDetokenizer(skipSpecialTokens: !options.IncludeSpecialTokensInText), MaxContextTokens);
             int room = Math.Min(w.Prompt.Count + options.MaxNewTokens, MaxContextTokens);
             if (request.Snapshot is { IsDisposed: true }) throw new ObjectDisposedException(nameof(ContextSnapshot), "The request's snapshot was disposed before the request started.");
             var snapshot = request.Snapshot ?? (Options.PrefixCacheBytes > 0 ? _prefixCache.FindLongestPrefix(w.Prompt) : null);
@@ -281,12 +327,12 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             if (snapshot is not null && !snapshot.IsDisposed)
             {
                 w.Cache = snapshot.CloneCache(room - snapshot.Length);
-                w.Prefilled = w.Cached = snapshot.Length;
+                w.Prefilled = w.Sequence.CachedPromptTokens = snapshot.Length;
                 UpdateMetrics(m => m with { ReusedPrefixTokens = m.ReusedPrefixTokens + snapshot.Length });
                 if (!w.IsPrefilling)
                 {
                     // The whole prompt is the snapshot: its stored logits give the first token with no forward at all.
-                    w.PrefillSeconds = w.Clock.Elapsed.TotalSeconds;
+                    w.Sequence.PrefillSeconds = w.Clock.Elapsed.TotalSeconds;
                     var logits = snapshot.LastLogits.ToArray();
                     HandleLogits(w, logits);
                 }
@@ -307,7 +353,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     private void PrefillChunk(Work w, bool solo)
     {
         int n = Math.Min(Options.PrefillChunkTokens, w.Prompt.Count - w.Prefilled);
-        if (solo)
+        if (solo && w.ScoreTokens is null)
         {
             // Alone, a larger chunk runs larger GEMMs — as long as its attention stays in the fused kernel (chunk × keys within
             // its budget); past that, long contexts attend block by block, where smaller chunks are faster and use less memory.
@@ -318,14 +364,27 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         using (var scope = NewDisposeScope())
         {
             var ids = torch.tensor(w.Prompt.Skip(w.Prefilled).Take(n).Select(t => (long)t).ToArray(), [1, n], dtype: ScalarType.Int64);
-            var logits = _model.Forward(ids, null, w.Cache, LogitPositions.Last);
+            bool scoring = w.ScoreTokens is not null;
+            var logits = _model.Forward(ids, null, w.Cache, scoring ? LogitPositions.All : LogitPositions.Last);
+            if (scoring) AccumulateScores(w, logits, w.Prefilled, n);
             w.Prefilled += n;
-            if (!w.IsPrefilling) last = ToHost(logits);
+            if (!w.IsPrefilling && !scoring) last = ToHost(logits);
+        }
+        if (w.ScoreTokens is not null)
+        {
+            UpdateMetrics(m => m with { PrefillTokens = m.PrefillTokens + n });
+            if (w.IsPrefilling) return;
+            double sum = 0;
+            foreach (float p in w.ScoreLogProbs!) sum += p;
+            w.Finished = true;
+            w.ScoreResult!.TrySetResult(new ScoreResult(sum, w.ScoreLogProbs));
+            FreeSequence(w, FinishReason.Stop);
+            return;
         }
         UpdateMetrics(m => m with { PrefillTokens = m.PrefillTokens + n });
         w.Progress?.Report(new PrefillProgress(w.Prefilled, w.Prompt.Count));
         if (last is null) return;
-        w.PrefillSeconds = w.Clock.Elapsed.TotalSeconds;
+        if (w.Sequence is not null) w.Sequence.PrefillSeconds = w.Clock.Elapsed.TotalSeconds;
         if (w.SnapshotTokens is not null)
         {
             var snapshot = new ContextSnapshot(w.Prompt, w.Cache!, last);
@@ -341,6 +400,20 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         HandleLogits(w, last);
     }
 
+    /// <summary>Log-probabilities of the target tokens predicted by positions <paramref name="start"/> … +<paramref name="n"/>
+    /// (position <c>i</c> predicts token <c>i + 1</c>; the target starts at <c>ScoreFrom</c>).</summary>
+    private static void AccumulateScores(Work w, Tensor logits, int start, int n)
+    {
+        int from = Math.Max(start, w.ScoreFrom - 1), to = Math.Min(start + n, w.Prompt.Count - 1); // positions [from, to)
+        if (from >= to) return;
+        using var scope = NewDisposeScope();
+        var predicting = logits.narrow(1, from - start, to - from);          // [1, k, V] fp32
+        var logProbs = predicting.log_softmax(-1);
+        var wanted = torch.tensor(w.Prompt.Skip(from + 1).Take(to - from).Select(t => (long)t).ToArray(), [1, to - from, 1], dtype: ScalarType.Int64).to(logProbs.device);
+        using var picked = logProbs.gather(2, wanted).reshape(to - from).cpu();
+        w.ScoreLogProbs!.AddRange(picked.data<float>().ToArray());
+    }
+
     /// <summary>The decode step's host logits, reused from step to step (scheduler thread only): a fresh array per step was
     /// a large-object allocation (128 KiB at a 32K vocabulary) every token.</summary>
     private float[] _decodeLogits = [];
@@ -351,7 +424,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         int vocab;
         using (var scope = NewDisposeScope())
         {
-            var ids = torch.tensor(batch.Select(w => (long)w.LastToken).ToArray(), [batch.Count, 1], dtype: ScalarType.Int64);
+            var ids = torch.tensor(batch.Select(w => (long)w.Sequence!.LastToken).ToArray(), [batch.Count, 1], dtype: ScalarType.Int64);
             var logits = _model.Forward(ids, null, new CacheBatch(batch.Select(w => w.Cache!).ToArray()), LogitPositions.Last);
             vocab = (int)logits.shape[^1];
             using var cpu = logits.to(DeviceType.CPU).contiguous();
@@ -372,79 +445,49 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(cpu.bytes).ToArray();
     }
 
+    /// <summary>Hands a position's logits to the sequence's state machine and streams what it returns.</summary>
     private void HandleLogits(Work w, Span<float> logits)
     {
-        var options = w.Request!.Options;
         if (w.CancelRequested)
         {
-            Finish(w, FinishReason.Cancelled, null);
+            Finish(w, FinishReason.Cancelled);
             return;
         }
-        if (w.Cache!.Length >= MaxContextTokens)
-        {
-            Finish(w, FinishReason.Length, null);
-            return;
-        }
-        float[]? raw = options.LogProbs ? logits.ToArray() : null;
-        int token = w.Sampler!.Sample(logits);
-        w.Sampler.Accept(token);
-        if (w.Generated == 0) w.FirstTokenTicks = Stopwatch.GetTimestamp();
-        w.Generated++;
-        UpdateMetrics(m => m with { DecodedTokens = m.DecodedTokens + 1 });
-        float? logProb = null;
-        IReadOnlyList<TokenLogProb>? top = null;
-        if (raw is not null) (logProb, top) = LogitsSampler.LogProbs(raw, token, options.TopLogProbs);
-        if (!options.IgnoreEos && (_eos.Contains(token) || options.StopTokenIds.Contains(token)))
-        {
-            Finish(w, FinishReason.Stop, token, logProb, top);
-            return;
-        }
-        string text = w.Detokenizer?.Append(token) ?? "";
-        string released = w.Stops!.Push(text);
-        if (w.Stops.Stopped)
-        {
-            Finish(w, FinishReason.Stop, token, logProb, top, released);
-            return;
-        }
-        if (w.Generated >= options.MaxNewTokens)
-        {
-            Finish(w, FinishReason.Length, token, logProb, top, released);
-            return;
-        }
-        w.LastToken = token;
-        w.Output!.Writer.TryWrite(new GenerationUpdate { TokenId = token, Text = released, LogProb = logProb, TopLogProbs = top });
+        var update = w.Sequence!.Next(logits, w.Cache!.Length);
+        if (update.TokenId is not null) UpdateMetrics(m => m with { DecodedTokens = m.DecodedTokens + 1 });
+        if (update.FinishReason is null) w.Output!.Writer.TryWrite(update);
+        else Complete(w, update);
     }
 
-    private void Finish(Work w, FinishReason reason, int? token, float? logProb = null, IReadOnlyList<TokenLogProb>? top = null, string text = "")
+    /// <summary>Ends <paramref name="w"/> now for <paramref name="reason"/> (cancellation, the engine stopping).</summary>
+    private void Finish(Work w, FinishReason reason)
+    {
+        if (w.Finished) return;
+        if (w.SnapshotResult is not null || w.ScoreResult is not null)
+        {
+            w.Finished = true;
+            w.SnapshotResult?.TrySetCanceled();
+            w.ScoreResult?.TrySetCanceled();
+            FreeSequence(w, reason);
+            return;
+        }
+        var update = w.Sequence is { IsFinished: false } sequence ? sequence.End(reason)
+            : new GenerationUpdate { FinishReason = reason, Usage = new GenerationUsage(w.Request!.PromptTokens.Count, 0, 0) };
+        Complete(w, update);
+    }
+
+    /// <summary>Streams the final <paramref name="update"/> of <paramref name="w"/> and frees its cache and slot.</summary>
+    private void Complete(Work w, GenerationUpdate update)
     {
         if (w.Finished) return;
         w.Finished = true;
-        if (w.SnapshotResult is not null)
-        {
-            w.SnapshotResult.TrySetCanceled();
-        }
-        else
-        {
-            string rest = "";
-            if (reason != FinishReason.Cancelled)
-            {
-                if (!w.Stops!.Stopped) rest = w.Stops.Push(w.Detokenizer?.Flush() ?? "");
-                rest += w.Stops.Flush();
-            }
-            double decodeSeconds = w.FirstTokenTicks == 0 ? 0 : Stopwatch.GetElapsedTime(w.FirstTokenTicks).TotalSeconds;
-            w.Output!.Writer.TryWrite(new GenerationUpdate
-            {
-                TokenId = token,
-                Text = text + rest,
-                LogProb = logProb,
-                TopLogProbs = top,
-                FinishReason = reason,
-                Usage = new GenerationUsage(w.Prompt.Count, w.Generated, w.Cached),
-                PrefillSeconds = w.PrefillSeconds,
-                DecodeSeconds = decodeSeconds,
-            });
-            w.Output.Writer.TryComplete();
-        }
+        w.Output!.Writer.TryWrite(update);
+        w.Output.Writer.TryComplete();
+        FreeSequence(w, update.FinishReason!.Value);
+    }
+
+    private void FreeSequence(Work w, FinishReason reason)
+    {
         w.Cache?.Dispose();
         w.Cache = null;
         Release(w);
@@ -505,7 +548,19 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         }
 
         public GenerationRequest? Request { get; }
+        public Work(int[] scoreTokens, int scoreFrom)
+        {
+            ScoreTokens = scoreTokens;
+            ScoreFrom = scoreFrom;
+            ScoreLogProbs = new List<float>(scoreTokens.Length - scoreFrom);
+            ScoreResult = new TaskCompletionSource<ScoreResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
         public int[]? SnapshotTokens { get; }
+        public int[]? ScoreTokens { get; }
+        public int ScoreFrom { get; }
+        public List<float>? ScoreLogProbs { get; }
+        public TaskCompletionSource<ScoreResult>? ScoreResult { get; }
         public IProgress<PrefillProgress>? Progress { get; }
         public Channel<GenerationUpdate>? Output { get; }
         public TaskCompletionSource<ContextSnapshot>? SnapshotResult { get; }
@@ -517,15 +572,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         public IReadOnlyList<int> Prompt = [];
         public HybridCache? Cache;
         public int Prefilled;
-        public int Cached;
-        public int Generated;
-        public int LastToken;
-        public LogitsSampler? Sampler;
-        public StreamingDetokenizer? Detokenizer;
-        public StopSequenceMatcher? Stops;
+        public GenerationSequence? Sequence;
         public readonly Stopwatch Clock = new();
-        public double PrefillSeconds;
-        public long FirstTokenTicks;
 
         public bool IsPrefilling => Prefilled < Prompt.Count;
 
@@ -534,6 +582,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             Finished = true;
             Output?.Writer.TryComplete(ex);
             SnapshotResult?.TrySetException(ex);
+            ScoreResult?.TrySetException(ex);
         }
     }
 }
@@ -546,3 +595,15 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
 /// <param name="PrefillSeconds">Time to prefill the prompt.</param>
 /// <param name="DecodeSeconds">Time from the first to the last token.</param>
 public sealed record GenerationResult(IReadOnlyList<int> Tokens, string Text, FinishReason FinishReason, GenerationUsage Usage, double PrefillSeconds, double DecodeSeconds);
+
+/// <summary>The log-likelihood of a target continuation (see <see cref="JambaEngine.ScoreAsync"/>).</summary>
+/// <param name="LogLikelihood">Sum of the natural-log probabilities of the target tokens.</param>
+/// <param name="TokenLogProbs">Each target token's log-probability, in order.</param>
+public sealed record ScoreResult(double LogLikelihood, IReadOnlyList<float> TokenLogProbs)
+{
+    /// <summary>Target tokens scored.</summary>
+    public int Tokens => TokenLogProbs.Count;
+
+    /// <summary><c>exp(−LogLikelihood / Tokens)</c>, NaN for an empty target.</summary>
+    public double Perplexity => Tokens == 0 ? double.NaN : Math.Exp(-LogLikelihood / Tokens);
+}

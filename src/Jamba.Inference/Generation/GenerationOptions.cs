@@ -2,7 +2,7 @@ namespace Jamba.Inference.Generation;
 
 /// <summary>
 /// How to continue a prompt: length, sampling, penalties, stops. Defaults give plain sampling at
-/// temperature 1; <see cref="Temperature"/> 0 is greedy decoding. <see cref="Validate"/> checks every range.
+/// temperature 1; <see cref="Temperature"/> 0 is greedy decoding. <see cref="Validate()"/> checks every range.
 /// </summary>
 public sealed class GenerationOptions
 {
@@ -25,10 +25,13 @@ public sealed class GenerationOptions
     /// <summary>Random seed: the same seed, prompt and options give the same output. Null draws one.</summary>
     public long? Seed { get; set; }
     /// <summary>Texts that end generation when they appear in the output (matched on decoded text, even across
-    /// tokens; never emitted). At most 16, each non-empty.</summary>
-    public IList<string> StopSequences { get; set; } = new List<string>();
-    /// <summary>Extra token ids that end generation (besides the model's EOS ids).</summary>
-    public IList<int> StopTokenIds { get; set; } = new List<int>();
+    /// tokens; never emitted). At most 16, each non-empty. Setting null means none.</summary>
+    public IList<string> StopSequences { get => _stopSequences; set => _stopSequences = value ?? new List<string>(); }
+    /// <summary>Extra token ids that end generation (besides the model's EOS ids). Setting null means none.</summary>
+    public IList<int> StopTokenIds { get => _stopTokenIds; set => _stopTokenIds = value ?? new List<int>(); }
+
+    private IList<string> _stopSequences = new List<string>();
+    private IList<int> _stopTokenIds = new List<int>();
     /// <summary>Keep generating through EOS tokens (benchmarks). Default false.</summary>
     public bool IgnoreEos { get; set; }
     /// <summary>Report the log-probability of each generated token. Default false.</summary>
@@ -43,11 +46,22 @@ public sealed class GenerationOptions
 
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentException">Names the option and the allowed range.</exception>
-    public void Validate()
+    public void Validate() => Validate(null);
+
+    /// <summary>
+    /// Checks every option, naming a wrong one by the caller's own name for it: a connector passes its mapping (e.g.
+    /// Semantic Kernel's <c>max_tokens</c> for <see cref="MaxNewTokens"/>), so a user reads the setting they wrote.
+    /// </summary>
+    /// <param name="settingName">Maps a property name of this class to the caller's setting name; null or an unmapped
+    /// name keeps the property name.</param>
+    /// <exception cref="ArgumentException">Names the setting (also as <see cref="ArgumentException.ParamName"/>) and the allowed range.</exception>
+    public void Validate(Func<string, string?>? settingName)
     {
-        static void Check(bool ok, string name, string range, object value)
+        void Check(bool ok, string property, string range, object? value)
         {
-            if (!ok) throw new ArgumentException($"{name} must be {range}; found {value}.", name);
+            if (ok) return;
+            string name = settingName?.Invoke(property) ?? property;
+            throw new ArgumentException($"{name} must be {range}; found {value}.", name);
         }
         Check(MaxNewTokens is >= 1 and <= 1 << 20, nameof(MaxNewTokens), "between 1 and 1048576", MaxNewTokens);
         Check(float.IsFinite(Temperature) && Temperature is >= 0f and <= 100f, nameof(Temperature), "between 0 and 100 (0 = greedy)", Temperature);
@@ -58,19 +72,20 @@ public sealed class GenerationOptions
         Check(float.IsFinite(PresencePenalty) && PresencePenalty is >= -2f and <= 2f, nameof(PresencePenalty), "in [-2, 2]", PresencePenalty);
         Check(float.IsFinite(FrequencyPenalty) && FrequencyPenalty is >= -2f and <= 2f, nameof(FrequencyPenalty), "in [-2, 2]", FrequencyPenalty);
         Check(TopLogProbs is >= 0 and <= 20, nameof(TopLogProbs), "between 0 and 20", TopLogProbs);
-        ArgumentNullException.ThrowIfNull(StopSequences, nameof(StopSequences));
-        ArgumentNullException.ThrowIfNull(StopTokenIds, nameof(StopTokenIds));
-        Check(StopSequences.Count <= 16, nameof(StopSequences), "at most 16 entries", StopSequences.Count);
-        Check(StopSequences.All(s => !string.IsNullOrEmpty(s)), nameof(StopSequences), "non-empty strings", "an empty entry");
-        Check(StopTokenIds.All(t => t >= 0), nameof(StopTokenIds), "non-negative token ids", string.Join(",", StopTokenIds));
+        var stops = StopSequences ?? [];
+        var stopIds = StopTokenIds ?? [];
+        Check(stops.Count <= 16, nameof(StopSequences), "at most 16 entries", stops.Count);
+        Check(stops.All(s => !string.IsNullOrEmpty(s)), nameof(StopSequences), "non-empty strings", "an empty entry");
+        Check(stopIds.All(t => t >= 0), nameof(StopTokenIds), "non-negative token ids", string.Join(",", stopIds));
     }
 
-    /// <summary>A deep copy (the engine keeps its own; callers may change theirs).</summary>
+    /// <summary>A deep copy (the engine keeps its own; callers may change theirs). A null <see cref="StopSequences"/> or
+    /// <see cref="StopTokenIds"/> is copied as an empty list (null means none).</summary>
     public GenerationOptions Clone()
     {
         var c = (GenerationOptions)MemberwiseClone();
-        c.StopSequences = new List<string>(StopSequences);
-        c.StopTokenIds = new List<int>(StopTokenIds);
+        c.StopSequences = new List<string>(StopSequences ?? []);
+        c.StopTokenIds = new List<int>(StopTokenIds ?? []);
         return c;
     }
 }

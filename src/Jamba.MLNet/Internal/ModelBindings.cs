@@ -1,31 +1,19 @@
 using System.Collections.Concurrent;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Modeling;
-using Jamba.Inference.Templates;
+using Jamba.Inference.Chat;
 
 namespace Jamba.MLNet.Internal;
 
-/// <summary>A model bound for ML.NET pipelines: a lease on the shared handle plus what rows need from it.</summary>
-internal sealed class ModelBinding
+/// <summary>A model bound for ML.NET pipelines: a lease on the shared handle plus its chat setup (made once per loaded model).</summary>
+internal sealed class ModelBinding(JambaModelHandle handle)
 {
-    private readonly Lazy<ChatTemplate> _chatTemplate;
+    private readonly Lazy<ChatSetup> _chat = new(() => ChatSetup.For(handle));
 
-    public ModelBinding(JambaModelHandle handle)
-    {
-        Handle = handle;
-        _chatTemplate = new Lazy<ChatTemplate>(() => ChatTemplate.FromCheckpointOrFallback(handle.Path));
-        var tokenizer = handle.Tokenizer!;
-        BosText = tokenizer.BosTokenId is { } bos ? tokenizer.IdToToken(bos) : null;
-        EosText = tokenizer.EosTokenId is { } eos ? tokenizer.IdToToken(eos) : null;
-    }
+    public JambaModelHandle Handle { get; } = handle;
 
-    public JambaModelHandle Handle { get; }
-    public ChatTemplate ChatTemplate => _chatTemplate.Value;
-    public string? BosText { get; }
-    public string? EosText { get; }
-
-    /// <summary>Serializes scoring forwards on this model (the engine's scheduler runs its own).</summary>
-    public object ScoreLock { get; } = new();
+    /// <summary>The model's chat setup (template, BOS/EOS texts, end-of-turn markers), for rows that use the chat template.</summary>
+    public ChatSetup Chat => _chat.Value;
 }
 
 /// <summary>

@@ -4,9 +4,6 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
-using Jamba.Inference.Modeling;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Jamba.MLNet.Internal;
 
@@ -88,44 +85,50 @@ internal sealed class StepSettings
     public IReadOnlyList<int> EncodePrompt(ModelBinding binding, IReadOnlyList<string> values)
     {
         string user = Template.Fill(values);
-        var tokenizer = binding.Handle.Tokenizer!;
-        if (Options.UseChatTemplate)
-        {
-            var messages = new JsonArray();
-            if (Options.SystemPrompt != null) messages.Add(new JsonObject { ["role"] = "system", ["content"] = Options.SystemPrompt });
-            messages.Add(new JsonObject { ["role"] = "user", ["content"] = user });
-            string text = binding.ChatTemplate.Render(messages, addGenerationPrompt: true, bosToken: binding.BosText, eosToken: binding.EosText);
-            // As transformers' apply_chat_template(tokenize=True): the template places special tokens itself.
-            return tokenizer.Encode(text, addSpecialTokens: false);
-        }
+        // As transformers' apply_chat_template(tokenize=True): the template places special tokens itself.
+        if (Options.UseChatTemplate) return binding.Chat.EncodeSingleTurn(user, Options.SystemPrompt);
         string prompt = Options.SystemPrompt != null ? Options.SystemPrompt + "\n\n" + user : user;
-        return tokenizer.Encode(prompt, addSpecialTokens: true);
+        return binding.Handle.Tokenizer!.Encode(prompt, addSpecialTokens: true);
     }
 
-    /// <summary>Runs one row: generation through the engine (batched with whatever else it runs) and/or scoring.</summary>
+    /// <summary>The engine options of a row: the step's, plus the template's end-of-turn stops when the prompt is a chat turn.</summary>
+    private GenerationOptions RowGenerationOptions(ModelBinding binding)
+    {
+        if (!Options.UseChatTemplate) return GenerationOptions;
+        var g = GenerationOptions.Clone();
+        foreach (int id in binding.Chat.EndOfTurnTokenIds)
+            if (!g.StopTokenIds.Contains(id)) g.StopTokenIds.Add(id);
+        foreach (var s in binding.Chat.EndOfTurnStrings)
+            if (g.StopSequences.Count < 16 && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
+        return g;
+    }
+
+    /// <summary>Runs one row: generation and/or scoring, both requests to the model's engine (batched with whatever else it runs).</summary>
     public async Task<RowResult> RunAsync(ModelBinding binding, IReadOnlyList<string> values, CancellationToken cancellationToken)
     {
         var prompt = EncodePrompt(binding, values);
         var result = new RowResult { PromptTokens = prompt.Count };
-        Task<(double, int)>? scoring = null;
+        Task<ScoreResult>? scoring = null;
         if (HasTarget)
         {
-            string target = values[^1];
-            scoring = Task.Run(() => Score(binding, prompt, target), cancellationToken);
+            var targetIds = binding.Handle.Tokenizer!.Encode(values[^1], addSpecialTokens: false);
+            if (targetIds.Count > 0 && prompt.Count == 0)
+                throw new InvalidOperationException("Scoring needs at least one prompt token to condition the target on; the prompt is empty and the tokenizer adds no BOS token.");
+            scoring = binding.Handle.Engine.ScoreAsync(prompt, targetIds, cancellationToken);
         }
         if (Options.Generate)
         {
-            var generated = await binding.Handle.Engine.GenerateTextAsync(new GenerationRequest(prompt, GenerationOptions), cancellationToken).ConfigureAwait(false);
+            var generated = await binding.Handle.Engine.GenerateTextAsync(new GenerationRequest(prompt, RowGenerationOptions(binding)), cancellationToken).ConfigureAwait(false);
             result.Text = generated.Text;
             result.FinishReason = FinishReasonText(generated.FinishReason);
             result.CompletionTokens = generated.Usage.CompletionTokens;
         }
         if (scoring != null)
         {
-            var (ll, n) = await scoring.ConfigureAwait(false);
-            result.LogLikelihood = ll;
-            result.TargetTokens = n;
-            result.Perplexity = n == 0 ? double.NaN : Math.Exp(-ll / n);
+            var score = await scoring.ConfigureAwait(false);
+            result.LogLikelihood = score.LogLikelihood;
+            result.TargetTokens = score.Tokens;
+            result.Perplexity = score.Perplexity;
         }
         return result;
     }
@@ -136,35 +139,4 @@ internal sealed class StepSettings
         FinishReason.Length => "length",
         _ => "cancelled",
     };
-
-    /// <summary>The log-likelihood of <paramref name="target"/> after <paramref name="prompt"/>, and its token count.</summary>
-    public static (double LogLikelihood, int Tokens) Score(ModelBinding binding, IReadOnlyList<int> prompt, string target)
-    {
-        var targetIds = binding.Handle.Tokenizer!.Encode(target, addSpecialTokens: false);
-        if (targetIds.Count == 0) return (0, 0);
-        if (prompt.Count == 0)
-            throw new InvalidOperationException("Scoring needs at least one prompt token to condition the target on; the prompt is empty and the tokenizer adds no BOS token.");
-        int limit = binding.Handle.Engine.MaxContextTokens;
-        if (prompt.Count + targetIds.Count > limit)
-            throw new ContextLengthExceededException(prompt.Count + targetIds.Count, limit);
-        var ids = new long[prompt.Count + targetIds.Count];
-        for (int i = 0; i < prompt.Count; i++) ids[i] = prompt[i];
-        for (int i = 0; i < targetIds.Count; i++) ids[prompt.Count + i] = targetIds[i];
-        var model = binding.Handle.Model;
-        float[] picked;
-        lock (binding.ScoreLock)
-        {
-            using var scope = NewDisposeScope();
-            using var input = tensor(ids, [1, ids.Length]);
-            using var logits = model.Forward(input, null, null, LogitPositions.All); // [1, L, V] fp32
-            // Positions P-1 … L-2 predict the target tokens P … L-1.
-            var predicting = logits.narrow(1, prompt.Count - 1, targetIds.Count);
-            var logProbs = predicting.log_softmax(-1);
-            var wanted = tensor(ids.AsSpan(prompt.Count).ToArray(), [1, targetIds.Count, 1]).to(logProbs.device);
-            picked = logProbs.gather(2, wanted).reshape(targetIds.Count).cpu().data<float>().ToArray();
-        }
-        double sum = 0;
-        foreach (float p in picked) sum += p;
-        return (sum, targetIds.Count);
-    }
 }

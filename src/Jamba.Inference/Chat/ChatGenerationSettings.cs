@@ -1,0 +1,76 @@
+using System.Globalization;
+using System.Text.Json;
+using Jamba.Inference.Generation;
+using Microsoft.Extensions.AI;
+
+namespace Jamba.Inference.Chat;
+
+/// <summary>
+/// The one mapping from request settings to the engine's <see cref="GenerationOptions"/>: Microsoft.Extensions.AI's
+/// <see cref="ChatOptions"/> (what <see cref="JambaChatClient"/> receives, and what Semantic Kernel's settings become) over
+/// a set of defaults. Every connector goes through it: Semantic Kernel maps its settings to <see cref="ChatOptions"/>,
+/// ML.NET holds a <see cref="GenerationOptions"/> directly, and the CLI fills one from its flags.
+/// </summary>
+public static class ChatGenerationSettings
+{
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of the min-p cutoff.</summary>
+    public const string MinPKey = "min_p";
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of the repetition penalty.</summary>
+    public const string RepetitionPenaltyKey = "repetition_penalty";
+
+    /// <summary>
+    /// <paramref name="defaults"/> (copied) overridden by every setting <paramref name="options"/> has: <c>MaxOutputTokens</c>,
+    /// <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>Seed</c>, <c>PresencePenalty</c>, <c>FrequencyPenalty</c>,
+    /// <c>StopSequences</c> (added to the defaults'), and <c>min_p</c> / <c>repetition_penalty</c> in
+    /// <see cref="ChatOptions.AdditionalProperties"/>. Neither argument is changed; the result is not validated (the engine
+    /// validates every request, and a connector may validate first with its own setting names).
+    /// </summary>
+    /// <param name="options">Request options, or null.</param>
+    /// <param name="defaults">Values for unset settings; null = <see cref="GenerationOptions"/>'s defaults.</param>
+    /// <exception cref="ArgumentException">An additional property has an unusable value (names its key).</exception>
+    public static GenerationOptions ToGenerationOptions(ChatOptions? options, GenerationOptions? defaults = null)
+    {
+        var g = (defaults ?? new GenerationOptions()).Clone();
+        if (options is null) return g;
+        if (options.MaxOutputTokens is { } max) g.MaxNewTokens = max;
+        if (options.Temperature is { } temperature) g.Temperature = temperature;
+        if (options.TopP is { } topP) g.TopP = topP;
+        if (options.TopK is { } topK) g.TopK = topK;
+        if (options.Seed is { } seed) g.Seed = seed;
+        if (options.PresencePenalty is { } presence) g.PresencePenalty = presence;
+        if (options.FrequencyPenalty is { } frequency) g.FrequencyPenalty = frequency;
+        if (options.StopSequences is { Count: > 0 } stops)
+            foreach (var s in stops)
+                if (!string.IsNullOrEmpty(s) && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
+        if (options.AdditionalProperties is { } props)
+        {
+            if (TryGetNumber(props, MinPKey, out double minP)) g.MinP = (float)minP;
+            if (TryGetNumber(props, RepetitionPenaltyKey, out double rep)) g.RepetitionPenalty = (float)rep;
+        }
+        return g;
+    }
+
+    private static bool TryGetNumber(AdditionalPropertiesDictionary props, string key, out double value)
+    {
+        value = 0;
+        if (!props.TryGetValue(key, out var raw) || raw is null) return false;
+        switch (raw)
+        {
+            case JsonElement { ValueKind: JsonValueKind.Number } e: value = e.GetDouble(); return true;
+            case JsonElement { ValueKind: JsonValueKind.String } e when double.TryParse(e.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out value): return true;
+            case JsonElement { ValueKind: JsonValueKind.Null }: return false;
+            case string s when double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out value): return true;
+            case IConvertible c:
+                try
+                {
+                    value = c.ToDouble(CultureInfo.InvariantCulture);
+                    return true;
+                }
+                catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
+                {
+                    break;
+                }
+        }
+        throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{key}\"] must be a number; found {raw}.", "options");
+    }
+}
