@@ -65,6 +65,24 @@ public sealed class GoldenTests(ITestOutputHelper output)
         output.WriteLine($"{fx.Name}: largest |Δlogit| = {worst:E3}");
     }
 
+    /// <summary>The same comparison with every hand-written CPU kernel off (<see cref="CpuKernels.Enabled"/>): the tensor
+    /// path a CUDA device runs.</summary>
+    [Theory]
+    [MemberData(nameof(Fixtures))]
+    public void ForwardMatchesTransformersOnTheDevicePath(ModelFixtureName fixtureName)
+    {
+        bool before = CpuKernels.Enabled;
+        CpuKernels.Enabled = false;
+        try
+        {
+            ForwardMatchesTransformers(fixtureName);
+        }
+        finally
+        {
+            CpuKernels.Enabled = before;
+        }
+    }
+
     private static void CheckLayers(ModelFixture fx, string batchName, int b, FixtureSequence seq, Recorder recorder, int length)
     {
         int valid = length - seq.NumPad;

@@ -56,6 +56,53 @@ public sealed class EngineOptions
 
     /// <summary>A copy.</summary>
     public EngineOptions Clone() => (EngineOptions)MemberwiseClone();
+
+    /// <summary>The options whose values differ between this and <paramref name="other"/>, as <c>Name (this vs other)</c>.</summary>
+    public IReadOnlyList<string> DifferencesFrom(EngineOptions other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var differences = new List<string>();
+        void Compare<T>(string name, T a, T b)
+        {
+            if (!EqualityComparer<T>.Default.Equals(a, b)) differences.Add($"{name} ({a?.ToString() ?? "null"} vs {b?.ToString() ?? "null"})");
+        }
+        Compare(nameof(MaxConcurrentSequences), MaxConcurrentSequences, other.MaxConcurrentSequences);
+        Compare(nameof(MaxQueuedRequests), MaxQueuedRequests, other.MaxQueuedRequests);
+        Compare(nameof(QueueFull), QueueFull, other.QueueFull);
+        Compare(nameof(MaxContextTokens), MaxContextTokens, other.MaxContextTokens);
+        Compare(nameof(PrefillChunkTokens), PrefillChunkTokens, other.PrefillChunkTokens);
+        Compare(nameof(SoloPrefillChunkTokens), SoloPrefillChunkTokens, other.SoloPrefillChunkTokens);
+        Compare(nameof(PrefixCacheBytes), PrefixCacheBytes, other.PrefixCacheBytes);
+        Compare(nameof(PrefixCacheMinTokens), PrefixCacheMinTokens, other.PrefixCacheMinTokens);
+        Compare(nameof(IntraOpThreads), IntraOpThreads, other.IntraOpThreads);
+        return differences;
+    }
+
+    /// <summary>Whether every option has its default value (a load with default options states no preference).</summary>
+    public bool IsDefault => DifferencesFrom(new EngineOptions()).Count == 0;
+}
+
+/// <summary>
+/// A model is already loaded (same path, device and dtype) with an engine whose options differ from the ones a later load
+/// asked for. The loaded weights and their one scheduler thread are shared, so the later caller gets this answer instead of
+/// silently the first caller's engine: load with the same options, with default options (no preference: share whatever is
+/// loaded), or in another <see cref="JambaModelRegistry"/>.
+/// </summary>
+public sealed class EngineOptionsConflictException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    public EngineOptionsConflictException(string path, IReadOnlyList<string> differences)
+        : base($"The model '{path}' is already loaded with other engine options: {string.Join(", ", differences)} (loaded vs asked). " +
+               "Load it with the same EngineOptions, with default EngineOptions to share the loaded engine, or in another JambaModelRegistry.")
+    {
+        Path = path;
+        Differences = differences;
+    }
+
+    /// <summary>The checkpoint folder.</summary>
+    public string Path { get; }
+    /// <summary>The options that differ, as <c>Name (loaded vs asked)</c>.</summary>
+    public IReadOnlyList<string> Differences { get; }
 }
 
 /// <summary>The engine's queue is full and it was configured to refuse rather than wait.</summary>

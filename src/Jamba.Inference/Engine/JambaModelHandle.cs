@@ -12,7 +12,9 @@ public sealed class ModelLoadOptions
 {
     /// <summary>Device and compute dtype (part of the registry key).</summary>
     public ModelOptions Model { get; set; } = new();
-    /// <summary>Engine limits; used by the first load of a given (path, device, dtype), shared by later ones.</summary>
+    /// <summary>Engine limits. The first load of a given (path, device, dtype) creates the engine with them; a later load
+    /// shares it when it asks for the same options or for the defaults (no preference), and fails with
+    /// <see cref="EngineOptionsConflictException"/> when it asks for different ones.</summary>
     public EngineOptions Engine { get; set; } = new();
 }
 
@@ -104,7 +106,7 @@ public sealed class JambaModelRegistry
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new ModelLoadOptions();
-        options.Engine.Validate();
+        (options.Engine ?? new EngineOptions()).Validate();
         string canonical = System.IO.Path.GetFullPath(path).TrimEnd(System.IO.Path.DirectorySeparatorChar);
         if (Directory.Exists(canonical)) canonical = new DirectoryInfo(canonical).ResolveLinkTarget(true)?.FullName ?? canonical;
         var key = new Key(canonical, options.Model.Device, options.Model.ResolveScalarType());
@@ -121,7 +123,16 @@ public sealed class JambaModelRegistry
                 if (lazy.Value.IsFaulted || lazy.Value.IsCanceled) _entries.TryRemove(new KeyValuePair<Key, Lazy<Task<Entry>>>(key, lazy));
                 throw;
             }
-            if (entry.TryAcquire()) return new JambaModelHandle(entry);
+            if (entry.TryAcquire())
+            {
+                var asked = options.Engine ?? new EngineOptions();
+                if (!asked.IsDefault && entry.Engine.Options.DifferencesFrom(asked) is { Count: > 0 } differences)
+                {
+                    entry.Release();
+                    throw new EngineOptionsConflictException(key.Path, differences);
+                }
+                return new JambaModelHandle(entry);
+            }
             _entries.TryRemove(new KeyValuePair<Key, Lazy<Task<Entry>>>(key, lazy)); // being freed: load afresh
         }
     }

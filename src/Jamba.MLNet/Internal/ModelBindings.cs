@@ -55,11 +55,22 @@ internal static class ModelBindings
                 $"The Jamba model '{path}' was not found (no config.json in that folder). A pipeline refers to its model by path; " +
                 "put the checkpoint there, or rebuild the pipeline with JambaTextGenerationOptions.ModelPath set to where it is.",
                 Path.Combine(path, "config.json"));
-        var handle = await JambaModelHandle.LoadAsync(path, new ModelLoadOptions
+        var model = new ModelOptions { Device = device, DType = dtype };
+        JambaModelHandle handle;
+        try
         {
-            Model = new ModelOptions { Device = device, DType = dtype },
-            Engine = new EngineOptions { MaxConcurrentSequences = Math.Max(16, batchSize) },
-        }).ConfigureAwait(false);
+            handle = await JambaModelHandle.LoadAsync(path, new ModelLoadOptions
+            {
+                Model = model,
+                Engine = new EngineOptions { MaxConcurrentSequences = Math.Max(16, batchSize) },
+            }).ConfigureAwait(false);
+        }
+        catch (EngineOptionsConflictException)
+        {
+            // Already loaded by another caller with its own engine: rows share that engine (the batch size is then only
+            // the number of rows in flight, not the engine's limit).
+            handle = await JambaModelHandle.LoadAsync(path, new ModelLoadOptions { Model = model }).ConfigureAwait(false);
+        }
         if (handle.Tokenizer is null)
         {
             handle.Dispose();
