@@ -60,12 +60,53 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
     public IReadOnlyDictionary<string, object?> Attributes { get; }
 
     /// <inheritdoc />
-    public Task<IReadOnlyList<ChatMessageContent>> GetChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default) =>
-        _inner.GetChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken);
+    /// <remarks>Function calls the model makes (returned when auto-invocation is off) name their plugin and function apart
+    /// (<see cref="Microsoft.SemanticKernel.FunctionCallContent.PluginName"/>, <see cref="Microsoft.SemanticKernel.FunctionCallContent.FunctionName"/>) as SK's own connectors
+    /// do; <c>Metadata["Usage"]</c> is a <see cref="UsageDetails"/>; <c>InnerContent</c> is the engine's final update.</remarks>
+    public async Task<IReadOnlyList<ChatMessageContent>> GetChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)
+    {
+        var messages = await _inner.GetChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken).ConfigureAwait(false);
+        foreach (var message in messages) SplitFunctionNames(message.Items, kernel);
+        return messages;
+    }
 
     /// <inheritdoc />
-    public IAsyncEnumerable<StreamingChatMessageContent> GetStreamingChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default) =>
-        _inner.GetStreamingChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken);
+    /// <remarks>The last update carries <c>Metadata["Usage"]</c> as a <see cref="UsageDetails"/> (as the non-streaming call does);
+    /// every update's <c>InnerContent</c> is the engine's update it came from.</remarks>
+    public async IAsyncEnumerable<StreamingChatMessageContent> GetStreamingChatMessageContentsAsync(ChatHistory chatHistory, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (var update in _inner.GetStreamingChatMessageContentsAsync(chatHistory, Convert(executionSettings), kernel, cancellationToken).ConfigureAwait(false))
+        {
+            if (update.Metadata is { } metadata && metadata.TryGetValue("Usage", out var usage) && usage is UsageContent content)
+                update.Metadata = new Dictionary<string, object?>(metadata) { ["Usage"] = content.Details };
+            SplitFunctionNames(update.Items, kernel);
+            yield return update;
+        }
+    }
+
+    /// <summary>SK names a kernel function <c>Plugin_function</c> for the model; a call coming back is split into plugin and
+    /// function (when the kernel has that plugin, or the name has the separator and no kernel is given).</summary>
+    private static void SplitFunctionNames<T>(IList<T> items, Kernel? kernel) where T : class
+    {
+        for (int i = 0; i < items.Count; i++)
+        {
+            switch (items[i])
+            {
+                case Microsoft.SemanticKernel.FunctionCallContent call when string.IsNullOrEmpty(call.PluginName) && Split(call.FunctionName, kernel) is var (plugin, function):
+                    items[i] = (T)(object)new Microsoft.SemanticKernel.FunctionCallContent(function, plugin, call.Id, call.Arguments) { InnerContent = call.InnerContent, Metadata = call.Metadata, ModelId = call.ModelId };
+                    break;
+            }
+        }
+    }
+
+    private static (string Plugin, string Function)? Split(string name, Kernel? kernel)
+    {
+        int at = name.IndexOf('_');
+        if (at <= 0 || at == name.Length - 1) return null;
+        string plugin = name[..at], function = name[(at + 1)..];
+        if (kernel is not null && !kernel.Plugins.TryGetFunction(plugin, function, out _)) return null;
+        return (plugin, function);
+    }
 
     /// <inheritdoc />
     public async Task<IReadOnlyList<TextContent>> GetTextContentsAsync(string prompt, PromptExecutionSettings? executionSettings = null, Kernel? kernel = null, CancellationToken cancellationToken = default)

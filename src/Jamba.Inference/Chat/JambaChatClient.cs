@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Jamba.Inference.Config;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
 using Jamba.Inference.Templates;
@@ -29,7 +30,11 @@ internal delegate IAsyncEnumerable<GenerationUpdate> ChatGenerator(string prompt
 /// <c>Instructions</c>, <c>Tools</c>/<c>ToolMode</c>, <c>ResponseFormat</c> (JSON mode through the template's knobs), and
 /// in <c>AdditionalProperties</c>: <c>min_p</c>, <c>repetition_penalty</c>, <c>documents</c>, <c>chat_template_kwargs</c>.
 /// Tool calls are returned as <see cref="FunctionCallContent"/> for the caller (or a <c>FunctionInvokingChatClient</c> (Microsoft.Extensions.AI))
-/// to run; <c>ChatToolMode.RequireAny</c> cannot be enforced on a local model and acts like <c>Auto</c>.</para>
+/// to run. Tool calls are parsed only when the request offers tools: <c>ChatToolMode.None</c> describes them and never
+/// returns a call, a call to a function that was not offered comes back as text, and <c>ChatToolMode.RequireAny</c> /
+/// <c>RequireSpecific</c> are enforced by starting the answer with the call's opening markup (and the required name).
+/// Control tokens (<c>&lt;|bom|&gt;</c>, <c>&lt;|startoftext|&gt;</c>, …) never reach the text. Image, audio and PDF
+/// content throws <see cref="NotSupportedException"/> (text <c>DataContent</c> is read as text).</para>
 /// <para>Thread-safe: concurrent requests are batched by the engine.</para>
 /// </remarks>
 public sealed class JambaChatClient : IChatClient
@@ -148,7 +153,7 @@ public sealed class JambaChatClient : IChatClient
     /// <exception cref="ArgumentException">An additional property has an unusable value.</exception>
     public GenerationOptions CreateGenerationOptions(ChatOptions? options)
     {
-        var g = ChatGenerationSettings.ToGenerationOptions(options, _options.DefaultGenerationOptions);
+        var g = ChatGenerationSettings.ToGenerationOptions(options, Volatile.Read(ref _backend)?.Defaults ?? _options.DefaultGenerationOptions);
         g.IncludeSpecialTokensInText = true;
         return g;
     }
@@ -163,7 +168,10 @@ public sealed class JambaChatClient : IChatClient
         ArgumentNullException.ThrowIfNull(messages);
         var backend = await GetBackendAsync(cancellationToken).ConfigureAwait(false);
         var prompt = backend.Formatter.Format(messages, options);
-        await foreach (var update in StreamPromptAsync(backend, prompt, options, (g, ct) => backend.Generate(prompt.Text, g, ct), cancellationToken).ConfigureAwait(false))
+        var offered = OfferedFunctions(options);
+        string? forced = ForcedToolCallPrefix(options, offered.Count > 0 ? backend.Format : ToolCallFormat.None, offered);
+        string text = prompt.Text + forced;
+        await foreach (var update in StreamPromptAsync(backend, prompt, options, (g, ct) => backend.Generate(text, g, ct), cancellationToken, forced).ConfigureAwait(false))
             yield return update;
     }
 
@@ -176,7 +184,8 @@ public sealed class JambaChatClient : IChatClient
         JambaChatPrompt prompt,
         ChatOptions? options,
         Func<GenerationOptions, CancellationToken, IAsyncEnumerable<GenerationUpdate>> generate,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
+        [EnumeratorCancellation] CancellationToken cancellationToken,
+        string? forcedPrefix = null)
     {
         var generation = CreateGenerationOptions(options);
         if (_options.StopAtEndOfTurn)
@@ -187,7 +196,14 @@ public sealed class JambaChatClient : IChatClient
                 if (generation.StopSequences.Count < 16 && !generation.StopSequences.Contains(s)) generation.StopSequences.Add(s);
         }
         bool citations = prompt.CitationMode == JambaCitationMode.Fast || backend.Formatter.Template.Source.Contains(JambaCitations.OpenTag, StringComparison.Ordinal);
-        var parser = new ChatOutputParser(backend.Format, prompt.StartsInReasoning, _logger, citations);
+        // Tool calls are parsed only when the request offers tools and lets the model call them (ToolMode None describes
+        // the tools but never calls them); a call to a function that was not offered is returned as text.
+        var offered = OfferedFunctions(options);
+        var format = offered.Count > 0 ? backend.Format : ToolCallFormat.None;
+        var parser = new ChatOutputParser(format, prompt.StartsInReasoning, _logger, citations);
+        var control = ControlTokens(backend, format, prompt.StartsInReasoning || backend.Formatter.Template.Source.Contains("<think>", StringComparison.Ordinal), citations);
+        int toolCalls = 0;
+        if (forcedPrefix is not null) parser.Push(forcedPrefix); // the prompt ends with it: the model writes the rest of the call
         string responseId = "chatcmpl-" + Guid.NewGuid().ToString("N");
         string messageId = "msg-" + Guid.NewGuid().ToString("N");
         string modelId = _modelId;
@@ -204,14 +220,14 @@ public sealed class JambaChatClient : IChatClient
         bool finished = false;
         await foreach (var update in generate(generation, cancellationToken).WithCancellation(cancellationToken).ConfigureAwait(false))
         {
-            var contents = new List<AIContent>(parser.Push(update.Text));
+            var contents = Accept(parser.Push(StripControlTokens(update.Text, control)), offered, ref toolCalls);
             if (update.FinishReason is not { } reason)
             {
                 if (contents.Count > 0) yield return NewUpdate(contents, update);
                 continue;
             }
             if (reason == FinishReason.Cancelled) throw new OperationCanceledException(cancellationToken);
-            contents.AddRange(parser.Complete());
+            contents.AddRange(Accept(parser.Complete(), offered, ref toolCalls));
             if (update.Usage is { } usage)
             {
                 contents.Add(new UsageContent(new UsageDetails
@@ -223,7 +239,7 @@ public sealed class JambaChatClient : IChatClient
                 }));
             }
             var final = NewUpdate(contents, update);
-            final.FinishReason = parser.ToolCallCount > 0 ? ChatFinishReason.ToolCalls
+            final.FinishReason = toolCalls > 0 ? ChatFinishReason.ToolCalls
                 : reason == FinishReason.Length ? ChatFinishReason.Length
                 : ChatFinishReason.Stop;
             final.AdditionalProperties = new AdditionalPropertiesDictionary
@@ -239,12 +255,89 @@ public sealed class JambaChatClient : IChatClient
         if (!finished)
         {
             // The generator ended without a final update (not the engine's behaviour): close the message anyway.
-            var contents = new List<AIContent>(parser.Complete());
+            var contents = Accept(parser.Complete(), offered, ref toolCalls);
             var final = NewUpdate(contents, null);
-            final.FinishReason = parser.ToolCallCount > 0 ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop;
+            final.FinishReason = toolCalls > 0 ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop;
             AddCitations(final, parser, prompt);
             yield return final;
         }
+    }
+
+    /// <summary>The functions a request lets the model call (none when it offers none or its tool mode is None).</summary>
+    private static IReadOnlySet<string> OfferedFunctions(ChatOptions? options)
+    {
+        if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return new HashSet<string>();
+        return tools.OfType<AIFunctionDeclaration>().Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+    }
+
+    /// <summary>
+    /// The start of the assistant's answer that <see cref="ChatToolMode.RequireAny"/> / <see cref="ChatToolMode.RequireSpecific"/>
+    /// impose: the format's opening tag and, for a named function, the call up to its arguments. The prompt ends with it,
+    /// so the model can only continue the call. Null when the mode asks for nothing.
+    /// </summary>
+    internal static string? ForcedToolCallPrefix(ChatOptions? options, ToolCallFormat format, IReadOnlySet<string> offered)
+    {
+        if (format == ToolCallFormat.None || options?.ToolMode is not RequiredChatToolMode required) return null;
+        string open = ToolCallParser.OpenTag(format) + (format == ToolCallFormat.JambaToolCalls ? "[" : "");
+        if (required.RequiredFunctionName is not { } name) return open + "{\"name\": \"";
+        if (!offered.Contains(name))
+            throw new ArgumentException($"ChatOptions.ToolMode requires the function '{name}', which ChatOptions.Tools does not offer.", nameof(options));
+        return open + "{\"name\": " + JsonSerializer.Serialize(name) + ", \"arguments\": ";
+    }
+
+    /// <summary>Keeps the parser's contents, turning calls to functions the request did not offer into text.</summary>
+    private List<AIContent> Accept(IReadOnlyList<AIContent> contents, IReadOnlySet<string> offered, ref int toolCalls)
+    {
+        var result = new List<AIContent>(contents.Count);
+        foreach (var content in contents)
+        {
+            if (content is FunctionCallContent call)
+            {
+                if (offered.Contains(call.Name))
+                {
+                    toolCalls++;
+                    result.Add(call);
+                    continue;
+                }
+                _logger.LogWarning("The model called the function {Name}, which the request did not offer; the call is returned as text.", call.Name);
+                result.Add(new TextContent(JsonSerializer.Serialize(new { name = call.Name, arguments = call.Arguments })));
+                continue;
+            }
+            result.Add(content);
+        }
+        return result;
+    }
+
+    /// <summary>The tokenizer's special tokens that are not markup the parser consumes: control tokens (<c>&lt;|bom|&gt;</c>,
+    /// <c>&lt;|startoftext|&gt;</c>, …) never reach the text, as in transformers' and vLLM's decoding.</summary>
+    private static string[] ControlTokens(Backend backend, ToolCallFormat format, bool reasoning, bool citations)
+    {
+        if (backend.Tokenizer is not { } tokenizer) return [];
+        var keep = new HashSet<string>(StringComparer.Ordinal);
+        if (format != ToolCallFormat.None)
+        {
+            keep.Add(ToolCallParser.OpenTag(format));
+            keep.Add(ToolCallParser.CloseTag(format));
+        }
+        if (reasoning)
+        {
+            keep.Add("<think>");
+            keep.Add("</think>");
+        }
+        if (citations)
+        {
+            keep.Add(JambaCitations.OpenTag);
+            keep.Add(JambaCitations.CloseTag);
+        }
+        return tokenizer.SpecialTokens.Where(t => t.Length > 0 && !keep.Contains(t)).OrderByDescending(t => t.Length).ToArray();
+    }
+
+    private static string StripControlTokens(string text, string[] control)
+    {
+        if (control.Length == 0 || text.Length == 0 || !text.Contains('<')) return text;
+        foreach (var token in control)
+            if (text.Contains(token, StringComparison.Ordinal)) text = text.Replace(token, "", StringComparison.Ordinal);
+        return text;
     }
 
     /// <summary>
@@ -356,7 +449,23 @@ public sealed class JambaChatClient : IChatClient
             var tokens = tokenizer.Encode(prompt, addSpecialTokens: false);
             return engine.GenerateAsync(new GenerationRequest(tokens, generation), ct);
         };
-        return new Backend(formatter, setup.ToolCallFormat, generate, setup.EndOfTurnTokenIds, setup.EndOfTurnStrings, tokenizer, handle, owned);
+        return new Backend(formatter, setup.ToolCallFormat, generate, setup.EndOfTurnTokenIds, setup.EndOfTurnStrings, tokenizer, handle, owned)
+        {
+            Defaults = options.DefaultsGiven ? options.DefaultGenerationOptions : WithCheckpointDefaults(options.DefaultGenerationOptions, GenerationDefaults.Load(handle.Path)),
+        };
+    }
+
+    /// <summary><paramref name="defaults"/> (copied) with the checkpoint's recommended sampling settings applied.</summary>
+    internal static GenerationOptions WithCheckpointDefaults(GenerationOptions defaults, GenerationDefaults recommended)
+    {
+        var g = defaults.Clone();
+        if (recommended.Temperature is { } t) g.Temperature = t;
+        if (recommended.TopP is { } p) g.TopP = p;
+        if (recommended.TopK is { } k) g.TopK = k;
+        if (recommended.MinP is { } m) g.MinP = m;
+        if (recommended.RepetitionPenalty is { } r) g.RepetitionPenalty = r;
+        if (recommended.MaxNewTokens is { } n) g.MaxNewTokens = n;
+        return g;
     }
 
     internal sealed record Backend(
@@ -367,5 +476,9 @@ public sealed class JambaChatClient : IChatClient
         IReadOnlyList<string> EndOfTurnStrings,
         JambaTokenizer? Tokenizer,
         JambaModelHandle? Handle,
-        bool OwnsHandle);
+        bool OwnsHandle)
+    {
+        /// <summary>Generation defaults of this client over this model (the options' or the checkpoint's recommendation).</summary>
+        public GenerationOptions? Defaults { get; init; }
+    }
 }

@@ -17,11 +17,25 @@ public sealed class JambaChatClientOptions
     public string? ModelId { get; set; }
 
     /// <summary>
-    /// Generation defaults for settings a request leaves unset (default: <see cref="GenerationOptions"/>'s defaults
-    /// with <see cref="GenerationOptions.MaxNewTokens"/> = 1024). Special tokens are always kept in the text the chat
-    /// layer parses.
+    /// Generation defaults for settings a request leaves unset. When not set, they are <see cref="GenerationOptions"/>'s
+    /// defaults with <see cref="GenerationOptions.MaxNewTokens"/> = 1024, overridden by the sampling settings the
+    /// checkpoint's <c>generation_config.json</c> recommends (temperature, top_p, top_k, min_p, repetition_penalty,
+    /// max_new_tokens), as transformers and vLLM apply them. Special tokens are always kept in the text the chat layer parses.
     /// </summary>
-    public GenerationOptions DefaultGenerationOptions { get; set; } = new() { MaxNewTokens = 1024 };
+    public GenerationOptions DefaultGenerationOptions
+    {
+        get => _defaults;
+        set
+        {
+            _defaults = value;
+            DefaultsGiven = true;
+        }
+    }
+
+    private GenerationOptions _defaults = new() { MaxNewTokens = 1024 };
+
+    /// <summary>Whether <see cref="DefaultGenerationOptions"/> was set (then generation_config.json is not applied).</summary>
+    internal bool DefaultsGiven { get; private set; }
 
     /// <summary>Template variables passed with every prompt (e.g. <c>knobs</c>, <c>thinking_prefix</c>, <c>default_system_message</c>).</summary>
     public IDictionary<string, JsonNode?> TemplateKwargs { get; set; } = new Dictionary<string, JsonNode?>();
@@ -37,7 +51,8 @@ public sealed class JambaChatClientOptions
         ChatTemplate = ChatTemplate,
         ToolCallFormat = ToolCallFormat,
         ModelId = ModelId,
-        DefaultGenerationOptions = (DefaultGenerationOptions ?? new GenerationOptions { MaxNewTokens = 1024 }).Clone(),
+        _defaults = (_defaults ?? new GenerationOptions { MaxNewTokens = 1024 }).Clone(),
+        DefaultsGiven = DefaultsGiven,
         TemplateKwargs = new Dictionary<string, JsonNode?>((TemplateKwargs ?? new Dictionary<string, JsonNode?>()).Select(kv => new KeyValuePair<string, JsonNode?>(kv.Key, kv.Value?.DeepClone()))),
         StopAtEndOfTurn = StopAtEndOfTurn,
     };

@@ -239,6 +239,13 @@ public sealed class JambaChatFormatter
                         });
                         break;
                     case FunctionResultContent r: results.Add(r); break;
+                    case DataContent d when d.MediaType.StartsWith("text/", StringComparison.OrdinalIgnoreCase):
+                        text.Append(Encoding.UTF8.GetString(d.Data.Span));
+                        break;
+                    case DataContent d:
+                        throw new NotSupportedException($"Jamba models read text only: a message holds {d.MediaType} data{(d.Name is { } n ? $" ('{n}')" : "")}. Extract its text first (e.g. OCR or a PDF text extractor) and send that.");
+                    case UriContent u:
+                        throw new NotSupportedException($"Jamba models read text only: a message refers to {u.MediaType} content at {u.Uri}. Fetch it and send its text.");
                 }
             }
             if (first)
@@ -283,12 +290,14 @@ public sealed class JambaChatFormatter
     /// <summary>
     /// The template's <c>tools</c> list for <paramref name="options"/>: each <see cref="AIFunctionDeclaration"/> as
     /// <c>{"type": "function", "function": {"name", "description", "parameters"}}</c>; null when there are none or
-    /// <see cref="ChatOptions.ToolMode"/> is <see cref="ChatToolMode.None"/>.
     /// </summary>
+    /// <remarks>With <see cref="ChatToolMode.None"/> the tools are still described (Semantic Kernel's
+    /// <c>FunctionChoiceBehavior.None</c>: the model knows them, is never asked to call them); <see cref="JambaChatClient"/>
+    /// then parses no tool calls.</remarks>
     /// <param name="options">Request options.</param>
     public static JsonArray? ToTemplateTools(ChatOptions? options)
     {
-        if (options?.Tools is not { Count: > 0 } tools || options.ToolMode is NoneChatToolMode) return null;
+        if (options?.Tools is not { Count: > 0 } tools) return null; // ToolMode None: described, never called (the client does not parse calls)
         var list = new JsonArray();
         foreach (var tool in tools)
         {

@@ -35,3 +35,11 @@ public sealed class JambaCheckpointException : Exception
     /// <summary>The tensor at fault, when the problem concerns one.</summary>
     public string? Tensor { get; }
 }
+
+/// <summary>TorchSharp's native runtime cannot be loaded — usually because the application references no backend package
+/// (<c>TorchSharp-cpu</c>, <c>TorchSharp-cuda-linux</c>, <c>TorchSharp-cuda-windows</c>). The message says which to add.</summary>
+public sealed class JambaNativeLibraryException : DllNotFoundException
+{
+    /// <summary>Creates the exception.</summary>
+    public JambaNativeLibraryException(string message, Exception? inner = null) : base(message, inner) { }
+}

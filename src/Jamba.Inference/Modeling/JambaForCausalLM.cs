@@ -31,7 +31,8 @@ public sealed class JambaForCausalLM : nn.Module
 #pragma warning restore IDE1006
 
     /// <summary>Creates the model with uninitialised parameters on the options' device and dtype.</summary>
-    public JambaForCausalLM(JambaConfig config, ModelOptions? options = null) : base(nameof(JambaForCausalLM))
+    /// <exception cref="JambaNativeLibraryException">TorchSharp's native runtime cannot be loaded (no backend package).</exception>
+    public JambaForCausalLM(JambaConfig config, ModelOptions? options = null) : base(RuntimeChecked(nameof(JambaForCausalLM)))
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -57,6 +58,13 @@ public sealed class JambaForCausalLM : nn.Module
     public Device Device { get; }
     /// <summary>Whether parameters take gradients (training); inference forwards otherwise run without autograd.</summary>
     public bool Trainable { get; }
+
+    /// <summary>Checks the native runtime before the base constructor makes the first native call.</summary>
+    private static string RuntimeChecked(string name)
+    {
+        Native.TorchRuntime.EnsureAvailable();
+        return name;
+    }
 
     /// <summary>Loads <c>config.json</c> and the safetensors weights of a Hugging Face checkpoint folder.</summary>
     /// <exception cref="JambaConfigException">The configuration is invalid.</exception>

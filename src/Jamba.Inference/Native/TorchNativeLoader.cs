@@ -164,6 +164,9 @@ public static class TorchNativeLoader
         return target;
     }
 
+    /// <summary>The backend's <c>libLibTorchSharp</c> next to the application, or null when no backend package is there.</summary>
+    internal static string? FindBackend() => FindOriginal();
+
     private static string? FindOriginal()
     {
         var dirs = new List<string>();
