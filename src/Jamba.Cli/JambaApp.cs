@@ -21,7 +21,9 @@ internal static class JambaApp
             .WithExample("generate", "--prompt", "\"Call me Ishmael.\"", "--max-new-tokens", "64")
             .WithExample("generate", "--model", "path/to/checkpoint", "--prompt-ids", "1,2,3", "--temperature", "0", "--json");
         config.AddCommand<ChatCommand>("chat")
-            .WithDescription("Interactive chat through the checkpoint's chat template (reads lines from stdin; /reset, /exit).");
+            .WithDescription("Interactive chat through the checkpoint's chat template, ending each reply at its end of turn (reads lines from stdin; /reset, /exit). "
+                + "Tool calls (--tools) are shown as \"[[tool call]] name({arguments})\" lines on stdout, kept in the conversation, not run; reasoning goes to stderr after \"[[reasoning]]\".")
+            .WithExample("chat", "--system", "\"Be brief.\"", "--tools", "tools.json", "--stats");
         config.AddCommand<InfoCommand>("info")
             .WithDescription("Show the architecture: layer schedule, parameters, cache sizes (reads config.json only).")
             .WithExample("info", "--context", "32768");

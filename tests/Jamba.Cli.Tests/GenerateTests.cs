@@ -112,12 +112,8 @@ public sealed class GenerateTests : IClassFixture<TextModelFixture>
         Assert.True(r.ExitCode == 0, r.ToString());
 
         var tokenizer = Inference.Tokenization.JambaTokenizer.Load(_text.Folder);
-        var messages = new JsonArray
-        {
-            new JsonObject { ["role"] = "system", ["content"] = "be brief" },
-            new JsonObject { ["role"] = "user", ["content"] = "hello" },
-        };
-        var ids = Commands.ChatPrompt.Encode(_text.Folder, tokenizer, messages);
+        var setup = Inference.Chat.ChatSetup.Create(Inference.Templates.ChatTemplate.FromCheckpointOrFallback(_text.Folder), tokenizer);
+        var ids = setup.EncodeSingleTurn("hello", "be brief");
         Assert.Equal(tokenizer.BosTokenId, ids[0]);
         Assert.NotEqual(tokenizer.BosTokenId, ids[1]);
         Assert.Equal(ids.Count, JsonNode.Parse(r.Out)!["prompt_tokens"]!.GetValue<int>());

@@ -129,7 +129,9 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
             SoloPrefillChunkTokens = settings.SoloPrefillChunk,
             PrefixCacheBytes = 0, // every measurement prefills for real
         };
-        var (handle, loadSeconds) = await ModelLoading.LoadAsync(io, settings, path, engineOptions, cancellationToken).ConfigureAwait(false);
+        // The context prefill, the decode profile and the bandwidth probe run the model outside the engine: --threads is set
+        // process-wide, once, rather than by the engine (see ThreadsOwner).
+        var (handle, loadSeconds) = await ModelLoading.LoadAsync(io, settings, path, engineOptions, ThreadsOwner.Process, cancellationToken).ConfigureAwait(false);
         await using var _h = handle.ConfigureAwait(false);
         long rssAfterLoad = ProcessMemory.Read("VmRSS") ?? 0;
         var config = handle.Config;

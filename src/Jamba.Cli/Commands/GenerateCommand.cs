@@ -6,7 +6,7 @@ using Jamba.Cli.Infrastructure;
 using Jamba.Inference.Caching;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
-using Jamba.Inference.Templates;
+using Jamba.Inference.Chat;
 using Jamba.Inference.Tokenization;
 using Spectre.Console;
 using Spectre.Console.Cli;
@@ -24,7 +24,7 @@ internal sealed class GenerateSettings : SamplingSettings
     public string? PromptIds { get; set; }
 
     [CommandOption("--chat")]
-    [Description("Wrap --prompt as a user message in the checkpoint's chat template.")]
+    [Description("Wrap --prompt as a user message in the checkpoint's chat template (and stop at its end-of-turn marker).")]
     public bool Chat { get; set; }
 
     [CommandOption("--system <TEXT>")]
@@ -63,6 +63,7 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
         var (handle, _) = await ModelLoading.LoadAsync(io, settings, path, null, cancellationToken).ConfigureAwait(false);
         await using var _h = handle.ConfigureAwait(false);
 
+        var options = settings.GenerationOptions();
         IReadOnlyList<int> prompt;
         if (settings.PromptIds is not null)
         {
@@ -76,10 +77,11 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
             var tokenizer = RequireTokenizer(handle);
             if (settings.Chat)
             {
-                var messages = new JsonArray();
-                if (settings.System is not null) messages.Add(new JsonObject { ["role"] = "system", ["content"] = settings.System });
-                messages.Add(new JsonObject { ["role"] = "user", ["content"] = settings.Prompt });
-                prompt = ChatPrompt.Encode(handle.Path, tokenizer, messages);
+                // The model's chat setup (the same one jamba chat's JambaChatClient uses): its template, and the end of an
+                // assistant turn as stops, so that the reply ends where the template says a turn ends.
+                var setup = ChatSetup.For(handle);
+                prompt = setup.EncodeSingleTurn(settings.Prompt!, settings.System);
+                AddEndOfTurnStops(options, setup);
             }
             else
             {
@@ -88,7 +90,6 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
             if (prompt.Count == 0) throw new UsageException("--prompt encodes to no tokens; give some text.");
         }
 
-        var options = settings.GenerationOptions();
         var result = await Generation.RunAsync(io, handle, prompt, options, streamText: !settings.Json, cancellationToken).ConfigureAwait(false);
 
         if (settings.Json)
@@ -114,23 +115,18 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
         return result.FinishReason == FinishReason.Cancelled ? ExitCodes.Cancelled : ExitCodes.Success;
     }
 
+    /// <summary>Adds the template's end-of-turn tokens and strings to <paramref name="options"/>' stops (as
+    /// <c>JambaChatClient</c> does for every chat request).</summary>
+    internal static void AddEndOfTurnStops(GenerationOptions options, ChatSetup setup)
+    {
+        foreach (int id in setup.EndOfTurnTokenIds)
+            if (!options.StopTokenIds.Contains(id)) options.StopTokenIds.Add(id);
+        foreach (var s in setup.EndOfTurnStrings)
+            if (options.StopSequences.Count < 16 && !options.StopSequences.Contains(s)) options.StopSequences.Add(s);
+    }
+
     internal static JambaTokenizer RequireTokenizer(JambaModelHandle handle) =>
         handle.Tokenizer ?? throw new CliException($"the checkpoint '{handle.Path}' has no tokenizer files (tokenizer.json or tokenizer.model); pass --prompt-ids instead.");
-}
-
-/// <summary>Renders a conversation through the checkpoint's chat template and encodes it.</summary>
-internal static class ChatPrompt
-{
-    public static IReadOnlyList<int> Encode(string checkpoint, JambaTokenizer tokenizer, JsonArray messages)
-    {
-        var template = ChatTemplate.FromCheckpointOrFallback(checkpoint);
-        string? bos = tokenizer.BosTokenId is { } b ? tokenizer.IdToToken(b) : null;
-        string? eos = tokenizer.EosTokenId is { } e ? tokenizer.IdToToken(e) : null;
-        string text = template.Render(messages, addGenerationPrompt: true, bosToken: bos, eosToken: eos);
-        // The template writes the BOS itself when it uses bos_token; do not add a second one.
-        bool templateHasBos = bos is { Length: > 0 } && text.StartsWith(bos, StringComparison.Ordinal);
-        return tokenizer.Encode(text, addSpecialTokens: !templateHasBos);
-    }
 }
 
 /// <summary>The outcome of one generation with its timings.</summary>
@@ -143,15 +139,22 @@ internal sealed record GenerationOutcome(
     /// <summary>Tokens after the first over the time from the first to the last.</summary>
     public double? DecodeTokensPerSecond => CompletionTokens > 1 && DecodeSeconds > 0 ? (CompletionTokens - 1) / DecodeSeconds : null;
 
-    public string StatsLine()
+    public string StatsLine() =>
+        GenerationStats.Line(PromptTokens, CachedPromptTokens, CompletionTokens, PrefillSeconds, DecodeSeconds, FinishReason.ToString().ToLowerInvariant());
+}
+
+/// <summary>The statistics line of one generation (stderr): token counts, speeds and the finish reason.</summary>
+internal static class GenerationStats
+{
+    public static string Line(int promptTokens, int cachedPromptTokens, int completionTokens, double prefillSeconds, double decodeSeconds, string finishReason)
     {
         var s = new StringBuilder();
-        s.Append($"[{PromptTokens} prompt tokens");
-        if (CachedPromptTokens > 0) s.Append($" ({CachedPromptTokens} reused)");
-        if (PrefillTokensPerSecond is { } p) s.Append($", prefill {p:0.#} tok/s");
-        s.Append($"; {CompletionTokens} new tokens");
-        if (DecodeTokensPerSecond is { } d) s.Append($", decode {d:0.#} tok/s");
-        s.Append($"; finish: {FinishReason.ToString().ToLowerInvariant()}]");
+        s.Append($"[{promptTokens} prompt tokens");
+        if (cachedPromptTokens > 0) s.Append($" ({cachedPromptTokens} reused)");
+        if (prefillSeconds > 0) s.Append($", prefill {(promptTokens - cachedPromptTokens) / prefillSeconds:0.#} tok/s");
+        s.Append($"; {completionTokens} new tokens");
+        if (completionTokens > 1 && decodeSeconds > 0) s.Append($", decode {(completionTokens - 1) / decodeSeconds:0.#} tok/s");
+        s.Append($"; finish: {finishReason}]");
         return s.ToString();
     }
 }

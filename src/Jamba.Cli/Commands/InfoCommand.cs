@@ -51,8 +51,9 @@ internal sealed class InfoCommand(CliIO io) : Command<InfoSettings>
             source = ModelLocator.Resolve(settings.Model);
             config = JambaConfig.Load(source);
         }
-        var modelOptions = settings.ModelOptions();
-        var dtype = modelOptions.ResolveScalarType();
+        // No weights are read, so there is no loaded model to ask: --dtype is resolved here, once.
+        var dtype = settings.DTypeWithoutLoading();
+        string device = Parsing.Device(settings.Device);
         int elt = HybridCache.ElementSize(dtype);
         long total = ModelArithmetic.TotalParameters(config);
         long active = ModelArithmetic.ActiveParameters(config);
@@ -89,7 +90,7 @@ internal sealed class InfoCommand(CliIO io) : Command<InfoSettings>
                 ["active_parameters"] = active,
                 ["parameters_read_per_token"] = perToken,
                 ["dtype"] = Parsing.ShortName(dtype),
-                ["device"] = modelOptions.Device,
+                ["device"] = device,
                 ["element_size"] = elt,
                 ["weight_bytes"] = total * elt,
                 ["weight_bytes_read_per_token"] = perToken * elt,
@@ -114,7 +115,7 @@ internal sealed class InfoCommand(CliIO io) : Command<InfoSettings>
         Row("parameters", $"{N(total)} ({ModelArithmetic.FormatCount(total)})");
         Row("active parameters", $"{N(active)} ({ModelArithmetic.FormatCount(active)})");
         Row("weights read per token", $"{ModelArithmetic.FormatBytes(perToken * (double)elt)} ({ModelArithmetic.FormatCount(perToken)} parameters)");
-        Row("dtype / device", $"{Parsing.ShortName(dtype)} / {modelOptions.Device}" + (config.TorchDtype is { } td ? $" (stored {td})" : ""));
+        Row("dtype / device", $"{Parsing.ShortName(dtype)} / {device}" + (config.TorchDtype is { } td ? $" (stored {td})" : ""));
         Row("weights", ModelArithmetic.FormatBytes(total * (double)elt));
         Row("K/V bytes per token", $"{N(kvPerToken)} ({ModelArithmetic.FormatBytes(kvPerToken)})");
         Row("Mamba state per sequence", $"{N(mamba)} ({ModelArithmetic.FormatBytes(mamba)})");

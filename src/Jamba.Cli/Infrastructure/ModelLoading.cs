@@ -13,6 +13,15 @@ internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
     public void Report(T value) => report(value);
 }
 
+/// <summary>Who applies <c>--threads</c> (see <see cref="ModelLoading.LoadAsync(CliIO, ModelSettings, string, EngineOptions?, ThreadsOwner, CancellationToken)"/>).</summary>
+internal enum ThreadsOwner
+{
+    /// <summary>The engine, on its scheduler thread (<see cref="EngineOptions.IntraOpThreads"/>): commands whose forwards all run in the engine.</summary>
+    Engine,
+    /// <summary>The CLI, process-wide before loading: commands that also run forwards outside the engine (bench).</summary>
+    Process,
+}
+
 /// <summary>Loads checkpoints for the commands: device checks, thread count, a progress bar on a terminal.</summary>
 internal static class ModelLoading
 {
@@ -23,20 +32,37 @@ internal static class ModelLoading
             throw new CliException($"device '{device}' is not available: this build of jamba uses the CPU runtime (TorchSharp-cpu) or no CUDA device is visible; use --device cpu.");
     }
 
-    /// <summary>Applies <c>--threads</c> to this process.</summary>
-    public static void ApplyThreads(int? threads)
-    {
-        if (threads is { } n) torch.set_num_threads(n);
-    }
+    /// <summary>
+    /// Loads (or shares) the checkpoint with a progress bar when interactive, for a command whose forwards all run in the
+    /// engine: <c>--threads</c> goes to <see cref="EngineOptions.IntraOpThreads"/> (see <see cref="ThreadsOwner"/>).
+    /// </summary>
+    public static Task<(JambaModelHandle Handle, double Seconds)> LoadAsync(CliIO io, ModelSettings settings, string path, EngineOptions? engine, CancellationToken cancellationToken) =>
+        LoadAsync(io, settings, path, engine, ThreadsOwner.Engine, cancellationToken);
 
-    /// <summary>Loads (or shares) the checkpoint with a progress bar when interactive.</summary>
-    public static async Task<(JambaModelHandle Handle, double Seconds)> LoadAsync(CliIO io, ModelSettings settings, string path, EngineOptions? engine, CancellationToken cancellationToken)
+    /// <summary>Loads (or shares) the checkpoint with a progress bar when interactive; <paramref name="threads"/> says who applies <c>--threads</c>.</summary>
+    public static async Task<(JambaModelHandle Handle, double Seconds)> LoadAsync(CliIO io, ModelSettings settings, string path, EngineOptions? engine,
+        ThreadsOwner threads, CancellationToken cancellationToken)
     {
         var modelOptions = settings.ModelOptions();
         CheckDevice(modelOptions.Device);
-        ApplyThreads(settings.Threads);
         engine ??= new EngineOptions();
-        engine.IntraOpThreads ??= settings.Threads;
+        // --threads is applied exactly once (libtorch's intra-op thread count is one process-wide setting; every thread takes
+        // the global count on its first parallel op, and the thread that sets it takes it at once):
+        // - Engine: only as EngineOptions.IntraOpThreads. The engine sets it on its scheduler thread before its first step,
+        //   and every forward of generate and chat runs on that thread; the CLI does not set it as well.
+        // - Process: set here, before loading, for a command that also runs the model outside an engine (bench's context
+        //   prefill, decode profile and bandwidth probe run on pool threads). The engine is then given no count, so it does
+        //   not set it a second time; its scheduler thread, started by the load, takes the global count like any other.
+        // (train passes its --threads as TrainingOptions.Threads; the trainer sets it, once.)
+        if (threads == ThreadsOwner.Engine)
+        {
+            engine.IntraOpThreads = settings.Threads;
+        }
+        else
+        {
+            engine.IntraOpThreads = null;
+            if (settings.Threads is { } n) torch.set_num_threads(n);
+        }
         var options = new ModelLoadOptions { Model = modelOptions, Engine = engine };
         var clock = Stopwatch.StartNew();
         JambaModelHandle handle;

@@ -42,7 +42,13 @@ internal class ModelSettings : CommandSettings
         return ValidationResult.Success();
     }
 
+    /// <summary>The model options of the flags; <c>--dtype auto</c> stays <see cref="ComputeDType.Auto"/>: the loader resolves it
+    /// (once) and a command that loaded a model reports <c>JambaModelHandle.DType</c>, never a dtype of its own.</summary>
     public ModelOptions ModelOptions() => new() { Device = Parsing.Device(Device), DType = Parsing.DType(DType) };
+
+    /// <summary>What <c>--dtype</c> resolves to on <c>--device</c>, for a command that loads no weights (<c>info</c>): the
+    /// same resolution the loader makes (<see cref="Inference.Modeling.ModelOptions.ResolveScalarType"/>).</summary>
+    public TorchSharp.torch.ScalarType DTypeWithoutLoading() => ModelOptions().ResolveScalarType();
 }
 
 /// <summary>Sampling options of generate and chat.</summary>
@@ -87,7 +93,7 @@ internal class SamplingSettings : ModelSettings
     public string[]? Stop { get; set; }
 
     [CommandOption("--ignore-eos")]
-    [Description("Keep generating past end-of-sequence tokens (benchmarks, reference comparisons).")]
+    [Description("Keep generating past end-of-sequence and end-of-turn tokens (benchmarks, reference comparisons).")]
     public bool IgnoreEos { get; set; }
 
     public override ValidationResult Validate()
@@ -96,15 +102,19 @@ internal class SamplingSettings : ModelSettings
         if (!baseResult.Successful) return baseResult;
         try
         {
-            GenerationOptions().Validate();
+            GenerationOptions().Validate(FlagName);
         }
         catch (ArgumentException ex)
         {
-            return ValidationResult.Error(Describe(ex));
+            return ValidationResult.Error(WithoutParameterSuffix(ex));
         }
         return ValidationResult.Success();
     }
 
+    /// <summary>
+    /// The CLI's one mapping from its sampling flags to the engine's options: <c>generate</c> runs it directly, <c>chat</c>
+    /// hands it to <c>JambaChatClient</c> as the defaults (<c>JambaChatClientOptions.DefaultGenerationOptions</c>).
+    /// </summary>
     public GenerationOptions GenerationOptions()
     {
         var options = new GenerationOptions
@@ -122,24 +132,27 @@ internal class SamplingSettings : ModelSettings
         return options;
     }
 
-    /// <summary>Names the CLI option instead of the property in GenerationOptions' messages.</summary>
-    private static string Describe(ArgumentException ex)
+    /// <summary>The flag of a <see cref="Inference.Generation.GenerationOptions"/> property (null: not a flag), for
+    /// <see cref="Inference.Generation.GenerationOptions.Validate(Func{string, string?})"/>.</summary>
+    internal static string? FlagName(string property) => property switch
     {
-        string option = ex.ParamName switch
-        {
-            nameof(Inference.Generation.GenerationOptions.MaxNewTokens) => "--max-new-tokens",
-            nameof(Inference.Generation.GenerationOptions.Temperature) => "--temperature",
-            nameof(Inference.Generation.GenerationOptions.TopK) => "--top-k",
-            nameof(Inference.Generation.GenerationOptions.TopP) => "--top-p",
-            nameof(Inference.Generation.GenerationOptions.MinP) => "--min-p",
-            nameof(Inference.Generation.GenerationOptions.RepetitionPenalty) => "--repetition-penalty",
-            nameof(Inference.Generation.GenerationOptions.StopSequences) => "--stop",
-            _ => ex.ParamName ?? "option",
-        };
+        nameof(Inference.Generation.GenerationOptions.MaxNewTokens) => "--max-new-tokens",
+        nameof(Inference.Generation.GenerationOptions.Temperature) => "--temperature",
+        nameof(Inference.Generation.GenerationOptions.TopK) => "--top-k",
+        nameof(Inference.Generation.GenerationOptions.TopP) => "--top-p",
+        nameof(Inference.Generation.GenerationOptions.MinP) => "--min-p",
+        nameof(Inference.Generation.GenerationOptions.RepetitionPenalty) => "--repetition-penalty",
+        nameof(Inference.Generation.GenerationOptions.Seed) => "--seed",
+        nameof(Inference.Generation.GenerationOptions.StopSequences) => "--stop",
+        nameof(Inference.Generation.GenerationOptions.IgnoreEos) => "--ignore-eos",
+        _ => null,
+    };
+
+    /// <summary>An <see cref="ArgumentException"/>'s message without the " (Parameter '…')" .NET appends.</summary>
+    private static string WithoutParameterSuffix(ArgumentException ex)
+    {
         string message = ex.Message;
         int paren = message.IndexOf(" (Parameter", StringComparison.Ordinal);
-        if (paren >= 0) message = message[..paren];
-        if (ex.ParamName is { } p && message.StartsWith(p, StringComparison.Ordinal)) message = option + message[p.Length..];
-        return message;
+        return paren >= 0 ? message[..paren] : message;
     }
 }
