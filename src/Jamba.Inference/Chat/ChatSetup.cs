@@ -106,12 +106,9 @@ public sealed class ChatSetup
         return Tokenizer.Encode(text, addSpecialTokens: false);
     }
 
-    private static JambaTokenizer RequireTokenizer(JambaModelHandle handle) =>
-        handle.Tokenizer ?? throw new ArgumentException(
-            $"The checkpoint '{handle.Path}' has no tokenizer files (tokenizer.json or tokenizer.model); a chat needs one.", nameof(handle));
+    private const string NextTurn = "Again";
 
-    /// <summary>What the template writes right after an assistant message's content, as token ids or strings.</summary>
-    private static (IReadOnlyList<int> Ids, IReadOnlyList<string> Strings) FindEndOfTurn(ChatTemplate template, JambaTokenizer tokenizer, string? bos, string? eos)
+    private static string? MarkerAfterSentinel(ChatTemplate template, string? bos, string? eos, bool withNextTurn)
     {
         string rendered;
         try
@@ -120,20 +117,38 @@ public sealed class ChatSetup
             {
                 new JsonObject { ["role"] = "user", ["content"] = "Hello" },
                 new JsonObject { ["role"] = "assistant", ["content"] = Sentinel },
-                new JsonObject { ["role"] = "user", ["content"] = "Again" },
             };
+            if (withNextTurn) messages.Add(new JsonObject { ["role"] = "user", ["content"] = NextTurn });
             rendered = template.Render(messages, addGenerationPrompt: false, bosToken: bos, eosToken: eos);
         }
         catch (TemplateException)
         {
-            return ([], []);
+            return null;
         }
         int at = rendered.IndexOf(Sentinel, StringComparison.Ordinal);
-        if (at < 0) return ([], []);
+        if (at < 0) return null;
         string after = rendered[(at + Sentinel.Length)..];
-        int end = after.IndexOfAny(['\n', '\r']);
-        string marker = (end < 0 ? after : after[..end]).Trim();
-        if (marker.Length == 0) return ([], []);
+        if (withNextTurn)
+        {
+            int next = after.IndexOf(NextTurn, StringComparison.Ordinal);
+            if (next >= 0) after = after[..next];
+            int end = after.IndexOfAny(['\n', '\r']);
+            if (end >= 0) after = after[..end];
+        }
+        return after.Trim();
+    }
+
+    private static JambaTokenizer RequireTokenizer(JambaModelHandle handle) =>
+        handle.Tokenizer ?? throw new ArgumentException(
+            $"The checkpoint '{handle.Path}' has no tokenizer files (tokenizer.json or tokenizer.model); a chat needs one.", nameof(handle));
+
+    /// <summary>What the template writes right after an assistant message's content, as token ids or strings.</summary>
+    private static (IReadOnlyList<int> Ids, IReadOnlyList<string> Strings) FindEndOfTurn(ChatTemplate template, JambaTokenizer tokenizer, string? bos, string? eos)
+    {
+        // A conversation that ends with the assistant's turn shows what closes a turn and nothing of the next one; a
+        // template that refuses it gets one more user turn, and the marker is then cut at the line's end.
+        string? marker = MarkerAfterSentinel(template, bos, eos, withNextTurn: false) ?? MarkerAfterSentinel(template, bos, eos, withNextTurn: true);
+        if (string.IsNullOrEmpty(marker)) return ([], []);
         // The marker may be followed on the same line by the next turn's opening (e.g. "<|eom|><|bom|><|user|>"): the
         // end of turn is the first special token of that run, or the whole run when it is no token.
         foreach (var special in tokenizer.SpecialTokens.OrderByDescending(t => t.Length))
