@@ -12,7 +12,7 @@ public sealed class ChatFormatterTests
 {
     private static JsonObject Case(string folder, string name)
     {
-        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, folder, "cases.json")))!.AsArray();
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, folder, "cases.json")))!.AsArray();
         return cases.Single(c => (string)c!["name"]! == name)!.AsObject();
     }
 

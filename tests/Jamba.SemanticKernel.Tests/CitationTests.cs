@@ -13,7 +13,7 @@ public sealed class CitationTests
     /// <summary>An assistant turn as the 1.7 template renders it (recorded case documents_with_citation_mode).</summary>
     private static string RecordedAnswer()
     {
-        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, "jamba-mini-1.7", "cases.json")))!.AsArray();
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, "jamba-mini-1.7", "cases.json")))!.AsArray();
         string expected = (string)cases.Single(c => (string)c!["name"]! == "documents_with_citation_mode")!["expected"]!;
         int start = expected.IndexOf("<|assistant|> ", StringComparison.Ordinal) + "<|assistant|>".Length;
         int end = expected.IndexOf("<|eom|>", start, StringComparison.Ordinal);

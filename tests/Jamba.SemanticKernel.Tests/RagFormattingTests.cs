@@ -15,7 +15,7 @@ public sealed class RagFormattingTests
     private static readonly string[] Folders = ["jamba-1.5", "jamba-mini-1.7"];
 
     private static IEnumerable<JsonObject> Cases(string folder) =>
-        JsonNode.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, folder, "cases.json")))!.AsArray().Select(c => c!.AsObject());
+        JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, folder, "cases.json")))!.AsArray().Select(c => c!.AsObject());
 
     private static bool IsRag(JsonObject c) =>
         c["documents"] is JsonArray { Count: > 0 } || c["kwargs"]?["knobs"] is not null

@@ -183,5 +183,5 @@ public sealed class ToolCallParserTests
     }
 
     internal static Jamba.Inference.Templates.ChatTemplate LoadTemplate(string folder) =>
-        Jamba.Inference.Templates.ChatTemplate.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, folder, "template.jinja")));
+        Jamba.Inference.Templates.ChatTemplate.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, folder, "template.jinja")));
 }
