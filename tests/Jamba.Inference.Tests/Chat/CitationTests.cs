@@ -1,11 +1,10 @@
 using System.Text.Json.Nodes;
 using Jamba.Inference.Chat;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>The citation section of the answer: parsed, kept out of the streamed text, reported as citations.</summary>
 public sealed class CitationTests
@@ -95,22 +94,6 @@ public sealed class CitationTests
         var formatter = client.GetService<JambaChatFormatter>()!;
         var next = formatter.Format([.. ask, .. response.Messages, new ChatMessage(ChatRole.User, "And?")], options);
         Assert.Contains("<|assistant|> A hybrid SSM-Transformer model.<citations>[0, 1]</citations><|eom|>", next.Text);
-    }
-
-    [Fact]
-    public async Task SemanticKernelMessagesCarryTheCitationsInTheirMetadata()
-    {
-        var script = new ScriptedGenerator([RecordedAnswer()], 4);
-        using var service = new JambaChatCompletionService(script.CreateClient());
-        var history = new Microsoft.SemanticKernel.ChatCompletion.ChatHistory();
-        history.AddUserMessage("What is Jamba?");
-        var settings = new JambaPromptExecutionSettings { CitationMode = "fast" }.WithDocuments(Docs);
-        var message = (await service.GetChatMessageContentsAsync(history, settings)).Single();
-        Assert.Equal("A hybrid SSM-Transformer model.", message.Content);
-        Assert.Contains("## Citation Mode", script.Prompts[0]);
-        var citations = Assert.IsAssignableFrom<IReadOnlyList<JambaCitation>>(message.Metadata![JambaCitations.AdditionalPropertiesKey]);
-        // Through SK the documents travel as JSON (no caller ids): the citations name the document numbers and titles.
-        Assert.Equal([new JambaCitation(0, null, "Jamba architecture"), new JambaCitation(1, null, "Context length")], citations);
     }
 
     [Fact]

@@ -1,13 +1,11 @@
 using System.Text.Json.Nodes;
 using Jamba.Inference.Chat;
 using Jamba.Inference.Templates;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
-using Microsoft.SemanticKernel;
 using Xunit;
 using TextContent = Microsoft.Extensions.AI.TextContent;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>Documents, knobs and past citations from typed MEAI inputs, checked byte for byte against the recorded jinja2 renderings.</summary>
 public sealed class RagFormattingTests
@@ -147,25 +145,5 @@ public sealed class RagFormattingTests
         // Without a system message the documents become one.
         var bare = formatter.Format([new ChatMessage(ChatRole.User, "Q?")], new ChatOptions().WithDocuments(docs));
         Assert.Equal(template.Render(new JsonArray(new JsonObject { ["role"] = "system", ["content"] = block }, new JsonObject { ["role"] = "user", ["content"] = "Q?" }), null, null, true, "<|startoftext|>"), bare.Text);
-    }
-
-    [Fact]
-    public void SemanticKernelSettingsCarryDocumentsAndKnobs()
-    {
-        var c = Cases("jamba-mini-1.7").Single(x => (string)x["name"]! == "documents_citation_and_json_mode");
-        var settings = new JambaPromptExecutionSettings { CitationMode = "fast", ResponseFormat = "json_object" }
-            .WithDocuments(c["documents"]!.AsArray().Select(d => JambaDocument.FromTemplateObject(d)));
-        var options = settings.ToChatOptions(kernel: null);
-        var formatter = new JambaChatFormatter(ToolCallParserTests.LoadTemplate("jamba-mini-1.7"), "<|startoftext|>", "<|endoftext|>");
-        var prompt = formatter.Format([new ChatMessage(ChatRole.System, "Be precise."), new ChatMessage(ChatRole.User, "Summarise the documents.")], options);
-        Assert.Equal((string)c["expected"]!, prompt.Text);
-
-        // Through KernelArguments / JSON (a prompt config) too.
-        var json = System.Text.Json.JsonSerializer.Serialize(settings);
-        var fromJson = JambaPromptExecutionSettings.FromExecutionSettings(System.Text.Json.JsonSerializer.Deserialize<PromptExecutionSettings>(json));
-        Assert.Equal("fast", fromJson.CitationMode);
-        Assert.Equal((string)c["expected"]!, formatter.Format([new ChatMessage(ChatRole.System, "Be precise."), new ChatMessage(ChatRole.User, "Summarise the documents.")], fromJson.ToChatOptions(kernel: null)).Text);
-        var args = new KernelArguments(settings);
-        Assert.Same(settings, args.ExecutionSettings!.Values.Single());
     }
 }

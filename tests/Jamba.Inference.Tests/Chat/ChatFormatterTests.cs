@@ -1,11 +1,10 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Jamba.Inference.Chat;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>MEAI conversations → template variables, checked against the recorded jinja2 renderings.</summary>
 public sealed class ChatFormatterTests
