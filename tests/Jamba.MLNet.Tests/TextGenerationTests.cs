@@ -464,20 +464,13 @@ public sealed class TextGenerationTests(TextModelFixture fixture)
     [Fact]
     public void ACheckpointWithoutTokenizerIsRejectedAtFit()
     {
-        string fixtureModel = Path.Combine(FindRepositoryRoot(), "..", "shared", "fixtures", "models", "jamba-tiny-a");
+        string fixtureModel = Path.Combine(RepositoryPaths.SharedFixtures, "models", "jamba-tiny-a");
         if (!Directory.Exists(fixtureModel)) return; // the shared fixtures are optional
         var ml = new MLContext();
         var options = Options();
         options.ModelPath = fixtureModel;
         var e = Assert.Throws<InvalidOperationException>(() => ml.Transforms.Text.GenerateText(options).Fit(Data(ml, ["x"])));
         Assert.Contains("tokenizer", e.Message);
-    }
-
-    internal static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Jamba.sln"))) return dir.FullName;
-        throw new InvalidOperationException("Jamba.sln not found.");
     }
 
     private static string Flatten(Exception e) => e.InnerException is null ? e.Message : e.Message + " | " + Flatten(e.InnerException);

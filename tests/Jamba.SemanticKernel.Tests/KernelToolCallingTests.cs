@@ -1,5 +1,4 @@
 using System.ComponentModel;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.SemanticKernel;
 using Microsoft.SemanticKernel.ChatCompletion;
@@ -81,10 +80,10 @@ public sealed class KernelToolCallingTests
     [Fact]
     public async Task MalformedToolOutputReachesTheCallerAsText()
     {
-        var (kernel, plugin, _) = Build(ToolCallParserTests.Jamba17Malformed);
+        var (kernel, plugin, _) = Build(RecordedToolOutputs.Jamba17Malformed);
         var settings = new PromptExecutionSettings { FunctionChoiceBehavior = FunctionChoiceBehavior.Auto() };
         var result = await kernel.InvokePromptAsync("Weather?", new KernelArguments(settings));
-        Assert.Equal(ToolCallParserTests.Jamba17Malformed.TrimStart(), result.ToString());
+        Assert.Equal(RecordedToolOutputs.Jamba17Malformed.TrimStart(), result.ToString());
         Assert.Empty(plugin.Cities);
     }
 }

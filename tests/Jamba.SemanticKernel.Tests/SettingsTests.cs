@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Microsoft.SemanticKernel;
 using Xunit;

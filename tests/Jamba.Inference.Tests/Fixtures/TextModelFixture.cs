@@ -1,38 +1,7 @@
-using Jamba.Inference.Checkpoint;
-using Jamba.Inference.Config;
-using Jamba.Inference.Modeling;
+using Jamba.Testing;
 
 namespace Jamba.Inference.Tests.Fixtures;
 
-/// <summary>A small random-weight Jamba checkpoint with the real SentencePiece test tokenizer, for text-level tests.</summary>
-public sealed class TextModelFixture : IDisposable
-{
-    public TextModelFixture()
-    {
-        Folder = Directory.CreateTempSubdirectory("jamba-text-").FullName;
-        var config = JambaConfig.Parse("""
-            {"model_type":"jamba","vocab_size":1500,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":4,
-             "num_attention_heads":4,"num_key_value_heads":2,"num_experts":4,"num_experts_per_tok":2,
-             "attn_layer_period":2,"attn_layer_offset":1,"expert_layer_period":2,"expert_layer_offset":1,
-             "mamba_d_state":8,"mamba_d_conv":4,"mamba_expand":2,"mamba_dt_rank":4,"eos_token_id":2,"pad_token_id":0,"bos_token_id":1}
-            """);
-        using (var model = new JambaForCausalLM(config, new ModelOptions { DType = ComputeDType.Float32 }))
-        {
-            JambaInitializer.Initialize(model, seed: 11);
-            // Sharper output distribution than the default init so that sampled text has some structure.
-            using (TorchSharp.torch.no_grad()) model.lm_head!.weight.mul_(40);
-            CheckpointWriter.Save(model, Folder);
-        }
-        string data = Path.Combine(AppContext.BaseDirectory, "Tokenization", "TestData");
-        File.Copy(Path.Combine(data, "tokenizer.model"), Path.Combine(Folder, "tokenizer.model"));
-        File.Copy(Path.Combine(data, "tokenizer_config.json"), Path.Combine(Folder, "tokenizer_config.json"));
-    }
-
-    /// <summary>The checkpoint folder.</summary>
-    public string Folder { get; }
-
-    public void Dispose()
-    {
-        try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
-    }
-}
+/// <summary>A small random-weight Jamba checkpoint with the real SentencePiece test tokenizer, for text-level tests
+/// (the shared <see cref="TinyCheckpoint"/>, no chat template).</summary>
+public sealed class TextModelFixture() : TinyCheckpointFixture("jamba-text-");

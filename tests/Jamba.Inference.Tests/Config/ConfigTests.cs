@@ -1,5 +1,4 @@
 using Jamba.Inference.Config;
-using Jamba.Inference.Tests.Fixtures;
 using Xunit;
 
 namespace Jamba.Inference.Tests;

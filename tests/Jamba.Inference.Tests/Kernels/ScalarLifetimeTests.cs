@@ -1,4 +1,3 @@
-using Jamba.Inference.Tests.Fixtures;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.CSharp.Syntax;
@@ -30,7 +29,7 @@ public sealed class ScalarLifetimeTests(ITestOutputHelper output)
         var violations = new List<string>();
         foreach (var project in CheckedProjects)
         {
-            string folder = Path.Combine(FixtureRoots.RepositoryRoot, "src", project);
+            string folder = RepositoryPaths.Source(project);
             var trees = Directory.EnumerateFiles(folder, "*.cs", SearchOption.AllDirectories)
                 .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}") && !f.Contains($"{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}"))
                 .Select(f => CSharpSyntaxTree.ParseText(File.ReadAllText(f), Options, path: f))
@@ -94,7 +93,7 @@ public sealed class ScalarLifetimeTests(ITestOutputHelper output)
                 string? problem = Check(model, node);
                 if (problem is null) continue;
                 var line = tree.GetLineSpan(node.Span).StartLinePosition.Line + 1;
-                string file = Path.IsPathRooted(tree.FilePath) ? Path.GetRelativePath(FixtureRoots.RepositoryRoot, tree.FilePath) : tree.FilePath;
+                string file = Path.IsPathRooted(tree.FilePath) ? Path.GetRelativePath(RepositoryPaths.Root, tree.FilePath) : tree.FilePath;
                 violations.Add($"{file}:{line}: {problem}: {node.ToString().Split('\n')[0].Trim()}");
             }
         }

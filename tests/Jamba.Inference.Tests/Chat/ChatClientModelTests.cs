@@ -1,10 +1,9 @@
 using Jamba.Inference.Chat;
 using Jamba.Inference.Engine;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>The MEAI <see cref="JambaChatClient"/> on the tiny checkpoint's real engine.</summary>
 [Collection(ChatModelCollection.Name)]

@@ -177,7 +177,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
         using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16 });
         var prompts = fx.Batch2.InputIds.Select((r, b) => r[fx.Batch2.Sequences[b].NumPad..].Select(t => (int)t).ToArray()).ToArray();
         var greedy = new GenerationOptions { Temperature = 0, MaxNewTokens = fx.MaxNewTokens, IgnoreEos = true };
-        long baseline = EngineTests.LiveTensors();
+        long baseline = TensorCounts.Live();
         foreach (var concurrent in new[] { false, true })
         {
             var tasks = new List<Task<GenerationResult>>();
@@ -196,7 +196,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
             }
         }
         await WaitIdle(engine);
-        Assert.Equal(baseline, EngineTests.LiveTensors());
+        Assert.Equal(baseline, TensorCounts.Live());
     }
 
     [Fact]

@@ -1,25 +1,19 @@
 using System.Text.Json;
 using Jamba.Inference.Chat;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>The tool-call parser and the streaming buffer on recorded model outputs.</summary>
 public sealed class ToolCallParserTests
 {
-    // Recorded outputs, in the form each template trains the model to write (see the templates' tool_call_roundtrip
-    // cases): Jamba 1.7 writes after "<|assistant|>" (hence the leading space), Reasoning 3B after "<think>\n".
-    internal const string Jamba17TwoCalls =
-        " <tool_calls>[\n    {\"name\": \"get_weather\", \"arguments\": {\"location\": {\"city\": \"Zürich\", \"country_code\": \"CH\"}, \"unit\": \"celsius\", \"days\": 1}},\n    {\"name\": \"search_documents\", \"arguments\": {\"query\": \"Zürich Wetter\", \"top_k\": 3}}\n]</tool_calls>";
-    internal const string Jamba17TextThenCall =
-        " Let me check that.\n<tool_calls>[\n    {\"name\": \"get_weather\", \"arguments\": \"{\\\"location\\\": {\\\"city\\\": \\\"Oslo\\\"}}\"}\n]</tool_calls>";
-    internal const string Reasoning3BTwoCalls =
-        "The user wants the weather and documents.\nI will call both tools.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"location\": {\"city\": \"Zürich\"}}}\n</tool_call>\n<tool_call>\n{\"name\": \"search_documents\", \"arguments\": {\"query\": \"Zürich Wetter\"}}\n</tool_call>";
-    internal const string Jamba17Malformed =
-        " <tool_calls>[\n    {\"name\": \"get_weather\", \"arguments\": {\"location\": {\"city\": \"Zürich\"}]\n]</tool_calls>";
+    // Recorded outputs: see RecordedToolOutputs (Jamba.Testing).
+    internal const string Jamba17TwoCalls = RecordedToolOutputs.Jamba17TwoCalls;
+    internal const string Jamba17TextThenCall = RecordedToolOutputs.Jamba17TextThenCall;
+    internal const string Reasoning3BTwoCalls = RecordedToolOutputs.Reasoning3BTwoCalls;
+    internal const string Jamba17Malformed = RecordedToolOutputs.Jamba17Malformed;
 
     [Fact]
     public void ParsesJambaListWithObjectAndStringArguments()
@@ -183,5 +177,5 @@ public sealed class ToolCallParserTests
     }
 
     internal static Jamba.Inference.Templates.ChatTemplate LoadTemplate(string folder) =>
-        Jamba.Inference.Templates.ChatTemplate.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, folder, "template.jinja")));
+        Jamba.Inference.Templates.ChatTemplate.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, folder, "template.jinja")));
 }

@@ -3,7 +3,6 @@ using System.Text;
 using Jamba.Inference.Checkpoint;
 using Jamba.Inference.Config;
 using Jamba.Inference.Modeling;
-using Jamba.Inference.Tests.Fixtures;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

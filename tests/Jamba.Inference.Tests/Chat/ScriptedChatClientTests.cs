@@ -2,12 +2,11 @@ using System.ComponentModel;
 using System.Text.Json;
 using Jamba.Inference.Chat;
 using Jamba.Inference.Generation;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>The MEAI client and MEAI function invocation on recorded model outputs.</summary>
 public sealed class ScriptedChatClientTests

@@ -1,46 +1,49 @@
 using Xunit;
 using Xunit.Abstractions;
-namespace Jamba.Inference.Tests.Fixtures;
+namespace Jamba.Testing;
 
 /// <summary>Finds the reference-fixture roots: the repository's sibling <c>shared/fixtures</c> and every root in
 /// <c>JAMBA_EXTRA_FIXTURES</c> (separated by the path separator).</summary>
 public static class FixtureRoots
 {
-    /// <summary>The repository root (the folder holding <c>Jamba.sln</c>).</summary>
-    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+    /// <summary>The repository root (the folder holding <c>Jamba.sln</c>); same as <see cref="RepositoryPaths.Root"/>.</summary>
+    public static string RepositoryRoot => RepositoryPaths.Root;
 
-    private static string FindRepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Jamba.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"Jamba.sln not found above {AppContext.BaseDirectory}.");
-    }
-
-    /// <summary>Every fixture root, public first.</summary>
-    public static IReadOnlyList<string> All()
+    /// <summary>Every fixture root, public first. A root named in <c>JAMBA_EXTRA_FIXTURES</c> that does not exist throws,
+    /// or with <paramref name="skipMissingExtraRoots"/> is left out.</summary>
+    public static IReadOnlyList<string> All(bool skipMissingExtraRoots = false)
     {
         var roots = new List<string>();
-        string shared = Path.GetFullPath(Path.Combine(RepositoryRoot, "..", "shared", "fixtures"));
+        string shared = RepositoryPaths.SharedFixtures;
         if (Directory.Exists(shared)) roots.Add(shared);
         foreach (var extra in (Environment.GetEnvironmentVariable("JAMBA_EXTRA_FIXTURES") ?? "")
                      .Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!Directory.Exists(extra)) throw new DirectoryNotFoundException($"JAMBA_EXTRA_FIXTURES names '{extra}', which does not exist.");
+            if (!Directory.Exists(extra))
+            {
+                if (skipMissingExtraRoots) continue;
+                throw new DirectoryNotFoundException($"JAMBA_EXTRA_FIXTURES names '{extra}', which does not exist.");
+            }
             roots.Add(Path.GetFullPath(extra));
         }
         return roots;
     }
 
-    /// <summary>Every folder under <c>&lt;root&gt;/<paramref name="kind"/>/</c> of every root (e.g. <c>models</c>).</summary>
-    public static IReadOnlyList<string> Folders(string kind) =>
-        All().Select(r => Path.Combine(r, kind)).Where(Directory.Exists)
+    /// <summary>Every folder under <c>&lt;root&gt;/<paramref name="kind"/>/</c> of every root (e.g. <c>models</c>), in
+    /// root order, each root's folders in ordinal order.</summary>
+    public static IReadOnlyList<string> Folders(string kind, bool skipMissingExtraRoots = false) =>
+        All(skipMissingExtraRoots).Select(r => Path.Combine(r, kind)).Where(Directory.Exists)
             .SelectMany(d => Directory.GetDirectories(d).Order(StringComparer.Ordinal)).ToList();
+
+    /// <summary>Model fixture folders (those with an <c>expected.json</c>).</summary>
+    public static IReadOnlyList<string> ModelFolders(bool skipMissingExtraRoots = false) =>
+        Folders("models", skipMissingExtraRoots).Where(f => File.Exists(Path.Combine(f, "expected.json"))).ToList();
 
     /// <summary>Model fixture folders (those with an <c>expected.json</c>), as xunit theory rows.</summary>
     public static TheoryData<ModelFixtureName> ModelFixtures()
     {
         var data = new TheoryData<ModelFixtureName>();
-        foreach (var folder in Folders("models").Where(f => File.Exists(Path.Combine(f, "expected.json"))))
+        foreach (var folder in ModelFolders())
             data.Add(new ModelFixtureName(folder));
         return data;
     }

@@ -17,7 +17,7 @@ public sealed class EngineStressTests(TextModelFixture fx, ITestOutputHelper out
         using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.Float32 });
         using var engine = new JambaEngine(model, null, new EngineOptions { MaxConcurrentSequences = 12, PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16, PrefixCacheMinTokens = 24, PrefixCacheBytes = 1 << 20 });
         await GenerationTests.WaitIdle(engine);
-        long baseline = EngineTests.LiveTensors();
+        long baseline = TensorCounts.Live();
         var rng = new Random(2026);
         var prefix = Enumerable.Range(0, 40).Select(_ => rng.Next(3, 1500)).ToArray();
         var snapshot = await engine.CreateSnapshotAsync(prefix);
@@ -78,6 +78,6 @@ public sealed class EngineStressTests(TextModelFixture fx, ITestOutputHelper out
         Assert.True(metrics.MaxBatch > 1, "requests should have been batched");
         output.WriteLine($"{Requests} requests, {cancelledCount} cancelled, max batch {metrics.MaxBatch}, {metrics.DecodeSteps} decode steps, reused {metrics.ReusedPrefixTokens} prefix tokens");
         engine.Dispose();
-        Assert.Equal(baseline, EngineTests.LiveTensors());
+        Assert.Equal(baseline, TensorCounts.Live());
     }
 }

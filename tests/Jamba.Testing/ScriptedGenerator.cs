@@ -3,7 +3,7 @@ using Jamba.Inference.Chat;
 using Jamba.Inference.Generation;
 using Jamba.Inference.Templates;
 
-namespace Jamba.SemanticKernel.Tests.Fixtures;
+namespace Jamba.Testing;
 
 /// <summary>
 /// Plays back recorded model outputs (one per request, in order) as a stream of small pieces, the way the
@@ -46,7 +46,7 @@ public sealed class ScriptedGenerator
     /// <summary>A chat client over this script with the given template (default: Jamba Mini 1.7).</summary>
     public JambaChatClient CreateClient(string templateFolder = "jamba-mini-1.7", Microsoft.Extensions.Logging.ILogger? logger = null, JambaChatClientOptions? options = null)
     {
-        var template = ChatTemplate.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, templateFolder, "template.jinja")));
+        var template = ChatTemplate.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, templateFolder, "template.jinja")));
         return new JambaChatClient(Generate, new JambaChatFormatter(template, "<|startoftext|>", "<|endoftext|>"), "scripted-jamba", options, logger);
     }
 }

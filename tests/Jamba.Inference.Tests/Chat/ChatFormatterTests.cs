@@ -1,18 +1,17 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Jamba.Inference.Chat;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>MEAI conversations → template variables, checked against the recorded jinja2 renderings.</summary>
 public sealed class ChatFormatterTests
 {
     private static JsonObject Case(string folder, string name)
     {
-        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(ChatModelFixture.TemplatesRoot, folder, "cases.json")))!.AsArray();
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(RepositoryPaths.ChatTemplates, folder, "cases.json")))!.AsArray();
         return cases.Single(c => (string)c!["name"]! == name)!.AsObject();
     }
 

@@ -1,12 +1,11 @@
 using Jamba.Inference.Chat;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Templates;
-using Jamba.SemanticKernel.Tests.Fixtures;
 using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Xunit;
 
-namespace Jamba.SemanticKernel.Tests;
+namespace Jamba.Inference.Tests.Chat;
 
 /// <summary>One prefill, many questions: <see cref="DocumentSession"/> on the tiny checkpoint's real engine (greedy).</summary>
 [Collection(ChatModelCollection.Name)]
