@@ -49,10 +49,19 @@ public static class TorchRuntime
             || root is NotSupportedException && root.Message.Contains("libtorch", StringComparison.OrdinalIgnoreCase)
             || root.Message.Contains("LibTorchSharp", StringComparison.Ordinal);
         if (!missing) return null;
-        bool backendPresent = TorchNativeLoader.FindBackend() is not null;
+        // TorchSharp's own package carries libLibTorchSharp; the backend package brings libtorch next to it, and TorchSharp
+        // says "doesn't contain a reference to libtorch-…" when it is absent.
+        bool saysNoBackend = Messages(ex).Any(m => m.Contains("contain a reference to libtorch", StringComparison.OrdinalIgnoreCase));
+        bool backendPresent = !saysNoBackend && TorchNativeLoader.FindBackend() is { } lib
+            && (File.Exists(Path.Combine(Path.GetDirectoryName(lib)!, "libtorch.so")) || File.Exists(Path.Combine(Path.GetDirectoryName(lib)!, "libtorch_cpu.so")));
         return backendPresent
             ? $"TorchSharp's native library was found but could not be loaded ({FirstLine(root.Message)}). {TorchNativeLoader.Diagnostics}".TrimEnd()
             : $"TorchSharp's native library (LibTorchSharp) was not found: the application has no TorchSharp backend package. {BackendAdvice}";
+    }
+
+    private static IEnumerable<string> Messages(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException) yield return ex.Message;
     }
 
     private static string FirstLine(string s)

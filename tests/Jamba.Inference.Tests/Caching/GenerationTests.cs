@@ -192,7 +192,12 @@ public sealed class GenerationTests(ITestOutputHelper output)
             {
                 Assert.Equal(fx.Batch2.GreedyNewTokens[b].Select(t => (int)t), results[b].Tokens);
                 Assert.Equal(FinishReason.Length, results[b].FinishReason);
-                Assert.Equal(new GenerationUsage(prompts[b].Length, fx.MaxNewTokens), results[b].Usage);
+                Assert.Equal((prompts[b].Length, fx.MaxNewTokens), (results[b].Usage.PromptTokens, results[b].Usage.CompletionTokens));
+                // The second round may be served from the automatic prefix cache: whole prompts of at least
+                // PrefixCacheMinTokens tokens are kept by the first, and nothing else is reused.
+                var kept = (concurrent ? prompts : prompts.Take(b)).Where(p => engine.Options.PrefixCacheBytes > 0 && p.Length >= engine.Options.PrefixCacheMinTokens);
+                int expectedCached = kept.Where(p => p.Length <= prompts[b].Length && prompts[b].AsSpan(0, p.Length).SequenceEqual(p)).Select(p => p.Length).DefaultIfEmpty(0).Max();
+                Assert.Equal(expectedCached, results[b].Usage.CachedPromptTokens);
             }
         }
         await WaitIdle(engine);

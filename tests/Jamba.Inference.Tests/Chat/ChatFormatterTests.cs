@@ -82,10 +82,10 @@ public sealed class ChatFormatterTests
         Assert.Equal((string)c["expected"]!, prompt.Text);
         Assert.NotNull(prompt.Tools);
 
-        // ToolMode None: the tools are not offered at all.
+        // ToolMode None: the tools are still described (Semantic Kernel's FunctionChoiceBehavior.None); the client parses no calls.
         var none = formatter.Format([new ChatMessage(ChatRole.User, "What's the weather in São Paulo?")], new ChatOptions { Tools = ToolsOf(c), ToolMode = ChatToolMode.None });
-        Assert.DoesNotContain("<tool_definitions>", none.Text);
-        Assert.Null(none.Tools);
+        Assert.Equal(prompt.Text, none.Text);
+        Assert.NotNull(none.Tools);
     }
 
     [Fact]

@@ -13,6 +13,12 @@ public sealed class ScriptedChatClientTests
 {
     private static readonly List<ChatMessage> Ask = [new(ChatRole.User, "What's the weather in Oslo?")];
 
+    /// <summary>The two functions the recorded outputs call: tool calls are parsed only when the request offers them.</summary>
+    private static ChatOptions WithTools() => new()
+    {
+        Tools = [AIFunctionFactory.Create(GetWeather, "get_weather"), AIFunctionFactory.Create((string query) => "none", "search_documents", "Searches the documents.")],
+    };
+
     [Fact]
     public async Task EveryUpdateCarriesIdsAndTimestampsAndTheLastUsageAndFinishReason()
     {
@@ -48,12 +54,12 @@ public sealed class ScriptedChatClientTests
         var script = new ScriptedGenerator([ToolCallParserTests.Jamba17TwoCalls, ToolCallParserTests.Jamba17TwoCalls]);
         using var client = script.CreateClient();
         var updates = new List<ChatResponseUpdate>();
-        await foreach (var u in client.GetStreamingResponseAsync(Ask)) updates.Add(u);
+        await foreach (var u in client.GetStreamingResponseAsync(Ask, WithTools())) updates.Add(u);
         Assert.Equal(ChatFinishReason.ToolCalls, updates[^1].FinishReason);
         Assert.Equal("", string.Concat(updates.Select(u => u.Text)));
         Assert.Equal(2, updates.SelectMany(u => u.Contents).OfType<FunctionCallContent>().Count());
 
-        var response = await client.GetResponseAsync(Ask);
+        var response = await client.GetResponseAsync(Ask, WithTools());
         Assert.Equal(ChatFinishReason.ToolCalls, response.FinishReason);
         var message = Assert.Single(response.Messages);
         Assert.Equal(["get_weather", "search_documents"], message.Contents.OfType<FunctionCallContent>().Select(c => c.Name));
@@ -68,7 +74,7 @@ public sealed class ScriptedChatClientTests
         var logger = new ListLogger();
         var script = new ScriptedGenerator([ToolCallParserTests.Jamba17Malformed]);
         using var client = script.CreateClient(logger: logger);
-        var response = await client.GetResponseAsync(Ask);
+        var response = await client.GetResponseAsync(Ask, WithTools());
         Assert.Equal(ChatFinishReason.Stop, response.FinishReason);
         Assert.Equal(ToolCallParserTests.Jamba17Malformed.TrimStart(), response.Text);
         Assert.Empty(response.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>());
@@ -90,7 +96,7 @@ public sealed class ScriptedChatClientTests
     {
         var script = new ScriptedGenerator([ToolCallParserTests.Reasoning3BTwoCalls]);
         using var client = script.CreateClient("jamba-reasoning-3b");
-        var response = await client.GetResponseAsync(Ask, new ChatOptions { Tools = [AIFunctionFactory.Create(GetWeather, "get_weather")] });
+        var response = await client.GetResponseAsync(Ask, WithTools());
         var contents = response.Messages.SelectMany(m => m.Contents).ToList();
         Assert.Equal("The user wants the weather and documents.\nI will call both tools.", string.Concat(contents.OfType<TextReasoningContent>().Select(r => r.Text)));
         Assert.Equal(2, contents.OfType<FunctionCallContent>().Count());
