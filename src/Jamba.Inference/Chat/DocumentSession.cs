@@ -130,7 +130,7 @@ public sealed class DocumentSession : IDisposable
     public Task<ChatResponse> AskAsync(string question, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
         AskStreamingAsync(question, options, cancellationToken).ToChatResponseAsync(cancellationToken);
 
-    /// <summary>Streams the answer to <paramref name="question"/> (see <see cref="AskAsync"/>).</summary>
+    /// <summary>Streams the answer to <paramref name="question"/> (see <see cref="AskAsync(string, ChatOptions?, CancellationToken)"/>).</summary>
     /// <param name="question">The user's question.</param>
     /// <param name="options">Generation settings for this answer (null: the session's).</param>
     /// <param name="cancellationToken">Stops the generation.</param>
@@ -154,6 +154,81 @@ public sealed class DocumentSession : IDisposable
             if (update.FinishReason is not null) (update.AdditionalProperties ??= [])[SnapshotReusedKey] = reuse;
             yield return update;
         }
+    }
+
+    /// <summary>
+    /// Answers the last user message of a multi-turn <paramref name="conversation"/> (user, assistant and tool messages, after
+    /// the session's system prompt) from the documents.
+    /// </summary>
+    /// <remarks>
+    /// <para>Placement: the documents stay where a one-question conversation has them — the template's own document block,
+    /// right before the first user turn — and every later turn follows, rendered by the template as usual. So the prompt of
+    /// turn <c>n + 1</c> starts with the prompt and answer of turn <c>n</c>: the documents come from the session's snapshot,
+    /// and with the engine's prefix cache on (<see cref="EngineOptions.PrefixCacheBytes"/>, the default) the earlier turns
+    /// from the previous turn's kept prompt, so a turn prefills only its new tokens (the last answer and the new question;
+    /// <see cref="UsageDetails.CachedInputTokenCount"/> says how many were reused). A one-turn conversation renders exactly
+    /// as <see cref="AskAsync(string, ChatOptions?, CancellationToken)"/>. (The template alone would move the documents
+    /// before the last user message every turn, changing the prefix.)</para>
+    /// </remarks>
+    /// <param name="conversation">The turns so far, ending with the user's new message.</param>
+    /// <param name="options">Generation settings for this answer (null: the session's).</param>
+    /// <param name="cancellationToken">Stops the generation.</param>
+    /// <exception cref="ArgumentException">The conversation is empty, holds a system message, or does not end with a user message.</exception>
+    public Task<ChatResponse> AskAsync(IEnumerable<ChatMessage> conversation, ChatOptions? options = null, CancellationToken cancellationToken = default) =>
+        AskStreamingAsync(conversation, options, cancellationToken).ToChatResponseAsync(cancellationToken);
+
+    /// <summary>Streams the answer to the last user message of <paramref name="conversation"/> (see <see cref="AskAsync(IEnumerable{ChatMessage}, ChatOptions?, CancellationToken)"/>).</summary>
+    /// <param name="conversation">The turns so far, ending with the user's new message.</param>
+    /// <param name="options">Generation settings for this answer (null: the session's).</param>
+    /// <param name="cancellationToken">Stops the generation.</param>
+    public async IAsyncEnumerable<ChatResponseUpdate> AskStreamingAsync(IEnumerable<ChatMessage> conversation, ChatOptions? options = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(conversation);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var turns = conversation.ToList();
+        if (turns.Count == 0 || turns[^1].Role != ChatRole.User)
+            throw new ArgumentException("The conversation must end with the user's new message.", nameof(conversation));
+        if (turns.Any(m => m.Role == ChatRole.System))
+            throw new ArgumentException("The session's system prompt is its own; the conversation holds the turns after it (no system message).", nameof(conversation));
+        var prompt = FormatConversation(turns);
+        var tokens = _backend.Tokenizer!.Encode(prompt.Text, addSpecialTokens: false);
+        bool reuse = StartsWith(tokens, _snapshot.Tokens) && tokens.Count > _snapshot.Length;
+        if (!reuse)
+        {
+            Interlocked.Increment(ref _fallbacks);
+            _logger.LogWarning("The prompt of this conversation does not start with the document session's {Tokens} prefilled tokens; it runs as a plain request.", _snapshot.Length);
+        }
+        var engine = _backend.Handle!.Engine;
+        var snapshot = reuse ? _snapshot : null;
+        await foreach (var update in _client.StreamPromptAsync(_backend, prompt, options ?? _options, (g, ct) => engine.GenerateAsync(new GenerationRequest(tokens, g, snapshot), ct), cancellationToken).ConfigureAwait(false))
+        {
+            if (update.FinishReason is not null) (update.AdditionalProperties ??= [])[SnapshotReusedKey] = reuse;
+            yield return update;
+        }
+    }
+
+    /// <summary>The documents' part of a one-question prompt, then the conversation as the template renders it without them.</summary>
+    internal JambaChatPrompt FormatConversation(IReadOnlyList<ChatMessage> turns)
+    {
+        var withDocs = _backend.Formatter.Format(Messages(SystemPrompt, turns[^1].Text), _options);
+        if (turns.Count == 1) return withDocs;
+        var formatter = _backend.Formatter;
+        string docsHead = CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), _options).Text, formatter.Format(Messages(SystemPrompt, SentinelB), _options).Text);
+        var plainOptions = new ChatOptions { Instructions = _options.Instructions };
+        string plainHead = CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), plainOptions).Text, formatter.Format(Messages(SystemPrompt, SentinelB), plainOptions).Text);
+        var all = new List<ChatMessage>(turns.Count + 1);
+        if (!string.IsNullOrEmpty(SystemPrompt)) all.Add(new ChatMessage(ChatRole.System, SystemPrompt));
+        all.AddRange(turns);
+        string plain = formatter.Format(all, plainOptions).Text;
+        if (!plain.StartsWith(plainHead, StringComparison.Ordinal)) return withDocs with { Text = plain }; // not expected: no reuse, still correct
+        return withDocs with { Text = docsHead + plain[plainHead.Length..] };
+    }
+
+    private static string CommonPrefix(string a, string b)
+    {
+        int n = 0;
+        while (n < a.Length && n < b.Length && a[n] == b[n]) n++;
+        return a[..n];
     }
 
     /// <summary>Frees the snapshot (answers already started are unaffected).</summary>

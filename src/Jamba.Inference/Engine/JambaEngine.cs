@@ -322,7 +322,10 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
                 Tokenizer?.CreateStreamingDetokenizer(skipSpecialTokens: !options.IncludeSpecialTokensInText), MaxContextTokens);
             int room = Math.Min(w.Prompt.Count + options.MaxNewTokens, MaxContextTokens);
             if (request.Snapshot is { IsDisposed: true }) throw new ObjectDisposedException(nameof(ContextSnapshot), "The request's snapshot was disposed before the request started.");
-            var snapshot = request.Snapshot ?? (Options.PrefixCacheBytes > 0 ? _prefixCache.FindLongestPrefix(w.Prompt) : null);
+            // The request's snapshot, or a longer kept prompt that extends it (a multi-turn conversation over a document
+            // snapshot: the previous turn's whole prompt), whichever covers more of the prompt.
+            var cached = Options.PrefixCacheBytes > 0 ? _prefixCache.FindLongestPrefix(w.Prompt) : null;
+            var snapshot = request.Snapshot is { } given && (cached is null || cached.Length <= given.Length) ? given : cached ?? request.Snapshot;
             w.Clock.Restart();
             if (snapshot is not null && !snapshot.IsDisposed)
             {

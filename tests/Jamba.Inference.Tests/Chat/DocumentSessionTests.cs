@@ -190,3 +190,50 @@ public sealed class DocumentSessionTests(ChatModelFixture fixture)
         }
     }
 }
+
+/// <summary>A multi-turn conversation over documents pays only for its new tokens each turn.</summary>
+[Collection(ChatModelCollection.Name)]
+public sealed class DocumentConversationTests(ChatModelFixture fixture)
+{
+    private static readonly JambaDocument[] Docs =
+    [
+        new("The whale was white and the captain was obsessed with it for many years at sea, far from any shore.", "Moby", Id: "moby"),
+        new("Jamba interleaves attention layers with Mamba layers and mixture-of-experts blocks, which keeps its cache small.", "Jamba", Id: "jamba"),
+    ];
+
+    [Fact]
+    public async Task EachTurnReusesTheDocumentsAndThePreviousTurns()
+    {
+        // Default engine options: the automatic prefix cache keeps each turn's prompt for the next one.
+        await using var handle = await new JambaModelRegistry().LoadAsync(fixture.Folder, new ModelLoadOptions { Engine = new EngineOptions { PrefixCacheMinTokens = 16 } });
+        using var client = new JambaChatClient(handle);
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 6 };
+        using var session = await client.CreateDocumentSessionAsync(Docs, "Answer from the documents.", options);
+        var conversation = new List<ChatMessage>();
+        string[] questions = ["What colour was the whale?", "And the captain?", "What does Jamba interleave?"];
+        int previousPrompt = 0;
+        for (int turn = 0; turn < questions.Length; turn++)
+        {
+            conversation.Add(new ChatMessage(ChatRole.User, questions[turn]));
+            var response = await session.AskAsync(conversation);
+            var usage = response.Usage!;
+            if (turn == 0)
+            {
+                // One turn renders exactly as a single question.
+                Assert.Equal(session.FormatConversation([new ChatMessage(ChatRole.User, questions[0])]).Text, session.FormatConversation(conversation).Text);
+                Assert.Equal(session.PrefixTokenCount, usage.CachedInputTokenCount);
+            }
+            else
+            {
+                // Everything up to the previous turn's prompt came from the cache: only the answer and the question were new.
+                Assert.True(usage.CachedInputTokenCount >= previousPrompt, $"turn {turn}: {usage.CachedInputTokenCount} cached of {usage.InputTokenCount}, previous prompt {previousPrompt}");
+                Assert.True(usage.InputTokenCount - usage.CachedInputTokenCount < 40, $"turn {turn}: {usage.InputTokenCount - usage.CachedInputTokenCount} new tokens");
+            }
+            Assert.StartsWith(session.FormatConversation([new ChatMessage(ChatRole.User, "x")]).Text[..20], session.FormatConversation(conversation).Text);
+            previousPrompt = (int)usage.InputTokenCount!;
+            conversation.Add(new ChatMessage(ChatRole.Assistant, response.Text));
+        }
+        Assert.Equal(0, session.FallbackCount);
+        await Assert.ThrowsAsync<ArgumentException>(() => session.AskAsync([new ChatMessage(ChatRole.Assistant, "no question")]));
+    }
+}
