@@ -66,7 +66,10 @@ internal static partial class Builtins
             var items = Py.Iterate(v);
             var attr = a.Get(1, "attribute");
             if (attr != null) items = items.Select(AttrGetter(attr, null)).ToList();
-            return string.Join(sep, items.Select(Py.Str));
+            var parts = items.Select(Py.Str).ToList();
+            long length = parts.Sum(p => (long)p.Length) + (parts.Count > 0 ? (long)sep.Length * (parts.Count - 1) : 0);
+            RenderContext.Current.Built(length, "joined string");
+            return string.Join(sep, parts);
         },
         ["last"] = (_, v, _) =>
         {
@@ -101,6 +104,7 @@ internal static partial class Builtins
         ["sum"] = (_, v, a) =>
         {
             object? total = a.Get(1, "start", 0L);
+            if (total is string) throw TemplateException.Type("sum() can't sum strings [use ''.join(seq) instead]");
             var items = Py.Iterate(v);
             var attr = a.Get(0, "attribute");
             if (attr != null) items = items.Select(AttrGetter(attr, null)).ToList();
@@ -164,10 +168,14 @@ internal static partial class Builtins
 
     public static bool HasTest(string name) => Tests.ContainsKey(name);
 
-    public static object? CallFilter(Evaluator ev, string name, object? value, CallArguments args) =>
-        Filters.TryGetValue(name, out var f)
-            ? f(ev, value, args)
-            : throw new TemplateException("TemplateRuntimeError", $"No filter named {Py.Repr(name)}.");
+    public static object? CallFilter(Evaluator ev, string name, object? value, CallArguments args)
+    {
+        if (!Filters.TryGetValue(name, out var f))
+            throw new TemplateException("TemplateRuntimeError", $"No filter named {Py.Repr(name)}.");
+        var result = f(ev, value, args);
+        if (!ReferenceEquals(result, value)) RenderContext.Current.BuiltValue(result);
+        return result;
+    }
 
     public static bool CallTest(Evaluator ev, string name, object? value, CallArguments args) =>
         Tests.TryGetValue(name, out var t)
@@ -203,7 +211,9 @@ internal static partial class Builtins
             throw new TemplateException("TemplateError", Py.Str(a.Get(0, "message")))));
         scope.Set("strftime_now", new BuiltinFunction("strftime_now", (_, a) =>
             StrFTime.Format(now(), Py.Str(a.Get(0, "format")))));
-        scope.Set("cycler", new BuiltinFunction("cycler", (_, a) => new Cycler(new List<object?>(a.Positional))));
+        scope.Set("cycler", new BuiltinFunction("cycler", (_, a) => a.Positional.Count == 0
+            ? throw new TemplateException("RuntimeError", "at least one item has to be provided")
+            : new Cycler(new List<object?>(a.Positional))));
         scope.Set("joiner", new BuiltinFunction("joiner", (_, a) =>
         {
             string sep = Py.Str(a.Get(0, "sep", ", "));
@@ -227,7 +237,9 @@ internal static partial class Builtins
         {
             var kv = Py.ToList(pair);
             if (kv.Count != 2) throw TemplateException.Value($"dictionary update sequence element has length {kv.Count}; 2 is required");
-            d[kv[0] ?? throw TemplateException.Type("None keys are not supported")] = kv[1];
+            var key = kv[0] ?? throw TemplateException.Type("None keys are not supported");
+            if (!Py.IsHashable(key)) throw TemplateException.Type($"unhashable type: {Py.Repr(Py.TypeName(key))}");
+            d[key] = kv[1];
         }
     }
 
@@ -244,9 +256,13 @@ internal static partial class Builtins
             if (p.Count > 2) step = Methods.IntArg(p[2]);
         }
         if (step == 0) throw TemplateException.Value("range() arg 3 must not be zero");
-        long count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0) : (start > stop ? (start - stop - step - 1) / -step : 0);
-        if (count > 100000)
+        // Int128: the distance between two 64-bit bounds does not fit in a long.
+        Int128 span = step > 0 ? (Int128)stop - start : (Int128)start - stop;
+        Int128 absStep = Int128.Abs(step);
+        Int128 count128 = span <= 0 ? 0 : (span + absStep - 1) / absStep;
+        if (count128 > 100000)
             throw new TemplateException("OverflowError", "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+        long count = (long)count128;
         var r = new List<object?>((int)count);
         for (long i = 0; i < count; i++) r.Add(start + i * step);
         return r;
@@ -274,7 +290,7 @@ internal static partial class Builtins
         {
             null => null,
             string s => s,
-            _ when Py.IsInt(indentArg) => new string(' ', (int)Math.Max(0, Methods.IntArg(indentArg))),
+            _ when Py.IsInt(indentArg) => new string(' ', Format.CheckCount(Math.Max(0, Py.ToSsize(indentArg, "cannot fit 'int' into an index-sized integer")), "indent")),
             _ => throw TemplateException.Type("indent must be an int or str"),
         };
         string itemSep = indent == null ? ", " : ",", keySep = ": ";
@@ -385,6 +401,7 @@ internal static partial class Builtins
         long len = Py.StrLen(s);
         if (width <= len) return s;
         long total = width - len;
+        RenderContext.Current.Built(s.Length + total, "centered string");
         long left = total / 2 + (total & width & 1);
         return new string(' ', (int)left) + s + new string(' ', (int)(total - left));
     }
@@ -405,10 +422,15 @@ internal static partial class Builtins
 
     private static string Indent(string s, object? width, bool first, bool blank)
     {
-        string indention = width is string ws ? ws : new string(' ', (int)Math.Max(0, Methods.IntArg(width)));
+        string indention = width is string ws
+            ? ws
+            : new string(' ', Format.CheckCount(Math.Max(0, width is Undefined u ? throw u.Fail() : Py.IsInt(width)
+                ? Py.ToSsize(width, "cannot fit 'int' into an index-sized integer")
+                : throw TemplateException.Type($"can't multiply sequence by non-int of type {Py.Repr(Py.TypeName(width))}")), "indent width"));
         s += "\n";
         string rv;
         var lines = Methods.SplitLines(s, false);
+        RenderContext.Current.Built(s.Length + (long)(lines.Count + 1) * indention.Length, "indented string");
         if (blank) rv = string.Join("\n" + indention, lines);
         else
         {
@@ -425,7 +447,7 @@ internal static partial class Builtins
         if (length < end.Length) throw new TemplateException("AssertionError", $"expected length >= {end.Length}, got {length}");
         if (leeway < 0) throw new TemplateException("AssertionError", $"expected leeway >= 0, got {leeway}");
         var runes = Py.Runes(s);
-        if (runes.Length <= length + leeway) return s;
+        if (runes.Length <= length || runes.Length - length <= leeway) return s;
         string head = string.Concat(runes.Take((int)(length - end.Length)));
         if (killwords) return head + end;
         int sp = head.LastIndexOf(' ');
@@ -542,14 +564,24 @@ internal static partial class Builtins
 
     private static List<object?> Unique(List<object?> items, bool caseSensitive, object? attribute)
     {
+        // jinja2 keeps the keys it has seen in a set: linear time, and unhashable keys are a TypeError.
         var getter = attribute == null ? (x => x) : AttrGetter(attribute, null);
-        var seen = new List<object?>();
+        var seen = new HashSet<object>(PyKeyComparer.Instance);
+        bool seenNone = false;
         var res = new List<object?>();
         foreach (var x in items)
         {
             var key = SortKey(getter(x), caseSensitive);
-            if (seen.Any(s => Py.Equal(s, key))) continue;
-            seen.Add(key);
+            if (key == null)
+            {
+                if (seenNone) continue;
+                seenNone = true;
+            }
+            else
+            {
+                if (!Py.IsHashable(key)) throw TemplateException.Type($"unhashable type: {Py.Repr(Py.TypeName(key))}");
+                if (!seen.Add(key)) continue;
+            }
             res.Add(x);
         }
         return res;
@@ -574,6 +606,7 @@ internal static partial class Builtins
     private static List<object?> Batch(object? v, long n, object? fill, bool hasFill)
     {
         if (n <= 0) throw TemplateException.Value("batch size must be positive");
+        if (hasFill && fill != null) RenderContext.Current.Built(n, "batch", "items");
         var res = new List<object?>();
         List<object?>? cur = null;
         foreach (var x in Py.Iterate(v))
@@ -592,6 +625,9 @@ internal static partial class Builtins
 
     private static List<object?> SliceFilter(object? v, long slices, object? fill, bool hasFill)
     {
+        if (slices == 0) throw new TemplateException("ZeroDivisionError", "integer division or modulo by zero");
+        if (slices < 0) return new List<object?>();
+        RenderContext.Current.Built(slices, "list of slices", "items");
         var seq = Py.ToList(v);
         int length = seq.Count;
         long perSlice = length / slices, withExtra = length % slices;
