@@ -73,7 +73,12 @@ internal static partial class Builtins
         },
         ["last"] = (_, v, _) =>
         {
-            var l = v is string s ? Py.Runes(s).Cast<object?>().ToList() : Py.ToList(v);
+            if (v is string s)
+            {
+                if (s.Length == 0) return new Undefined("No last item, sequence was empty.");
+                return s.Length >= 2 && char.IsSurrogatePair(s[^2], s[^1]) ? s[^2..] : s[^1..];
+            }
+            var l = Py.ToList(v);
             return l.Count > 0 ? l[^1] : new Undefined("No last item, sequence was empty.");
         },
         ["length"] = (_, v, _) => Py.Len(v),
@@ -88,7 +93,7 @@ internal static partial class Builtins
         ["replace"] = (_, v, a) => Methods.Replace(Py.Str(v), Py.Str(a.Get(0, "old")), Py.Str(a.Get(1, "new")), a.Get(2, "count") is { } c ? Methods.IntArg(c) : -1),
         ["reverse"] = (_, v, _) =>
         {
-            if (v is string s) return string.Concat(Py.Runes(s).Reverse());
+            if (v is string s) return ReverseString(s);
             var l = Py.ToList(v);
             l.Reverse();
             return l;
@@ -100,7 +105,7 @@ internal static partial class Builtins
         ["slice"] = (_, v, a) => SliceFilter(v, Methods.IntArg(a.Get(0, "slices")), a.Get(1, "fill_with"), a.Has(1, "fill_with")),
         ["sort"] = (_, v, a) => Sort(Py.ToList(v), Py.Truthy(a.Get(0, "reverse", false)), Py.Truthy(a.Get(1, "case_sensitive", false)), a.Get(2, "attribute")),
         ["string"] = (_, v, _) => Py.Str(v),
-        ["striptags"] = (_, v, _) => string.Join(" ", Methods.Split(StripTagsRegex().Replace(Py.Str(v), ""), null, -1).Select(Py.Str)),
+        ["striptags"] = (_, v, _) => string.Join(" ", Methods.Split(StripTags(Py.Str(v)), null, -1).Select(Py.Str)),
         ["sum"] = (_, v, a) =>
         {
             object? total = a.Get(1, "start", 0L);
@@ -306,23 +311,22 @@ internal static partial class Builtins
 
     private static object? ToInt(object? v, object? def, object? baseArg)
     {
+        // jinja2 3.1 do_int: int(value, base); on TypeError/ValueError int(float(value)), and on
+        // TypeError/ValueError/OverflowError there the default. An invalid base is a ValueError.
         if (v is Undefined u) throw u.Fail();
-        int b = (int)Methods.IntArg(baseArg);
+        long lb = Methods.IntArg(baseArg);
+        int b = lb is 0 or (>= 2 and <= 36) ? (int)lb : -1;
         if (v is string s)
         {
-            if (TryParsePyInt(s, b, out var iv)) return iv;
-            if (TryParsePyFloat(s, out var fv))
-            {
-                if (double.IsInfinity(fv)) throw new TemplateException("OverflowError", "cannot convert float infinity to integer");
-                if (!double.IsNaN(fv)) return Py.NormalizeInt(new BigInteger(Math.Truncate(fv)));
-            }
+            if (b >= 0 && TryParsePyInt(s, b, out var iv)) return iv;
+            if (TryParsePyFloat(s, out var fv) && double.IsFinite(fv)) return Py.NormalizeInt(new BigInteger(Math.Truncate(fv)));
             return def;
         }
         if (Py.IsInt(v)) return Py.NormalizeInt(Py.ToBig(v));
         if (v is double d)
         {
             if (double.IsInfinity(d)) throw new TemplateException("OverflowError", "cannot convert float infinity to integer");
-            if (double.IsNaN(d)) throw TemplateException.Value("cannot convert float NaN to integer");
+            if (double.IsNaN(d)) return def;
             return Py.NormalizeInt(new BigInteger(Math.Truncate(d)));
         }
         return def;
@@ -352,6 +356,21 @@ internal static partial class Builtins
             else if (b == 0) b = 10;
         }
         if (t.Length == 0) return false;
+        RenderContext.Current.Charge(t.Length);
+        bool powerOfTwo = (b & (b - 1)) == 0;
+        // CPython refuses decimal (non power-of-two base) text over 4300 digits: a ValueError, so the default.
+        if (!powerOfTwo && t.Length > RenderContext.MaxIntDigits) return false;
+        if (powerOfTwo && (long)t.Length * System.Numerics.BitOperations.Log2((uint)b) > RenderContext.MaxIntBits)
+        {
+            if (!t.All(c => char.IsAsciiLetterOrDigit(c) && (c <= '9' ? c - '0' : char.ToLowerInvariant(c) - 'a' + 10) < b)) return false;
+            throw new TemplateException("OverflowError", $"integer too large: more than the {RenderContext.MaxIntBits} bits this renderer computes");
+        }
+        if (b == 10 && t.All(char.IsAsciiDigit))
+        {
+            var dec = BigInteger.Parse(t, CultureInfo.InvariantCulture);
+            value = Py.NormalizeInt(neg ? -dec : dec);
+            return true;
+        }
         BigInteger acc = 0;
         foreach (char c in t)
         {
@@ -406,16 +425,37 @@ internal static partial class Builtins
         return new string(' ', (int)left) + s + new string(' ', (int)(total - left));
     }
 
+    /// <summary>Code points in reverse order (a surrogate pair stays a pair).</summary>
+    private static string ReverseString(string s)
+    {
+        var chars = new char[s.Length];
+        int w = s.Length;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (i + 1 < s.Length && char.IsSurrogatePair(s[i], s[i + 1]))
+            {
+                chars[w - 2] = s[i];
+                chars[w - 1] = s[i + 1];
+                w -= 2;
+                i++;
+            }
+            else chars[--w] = s[i];
+        }
+        return new string(chars);
+    }
+
     /// <summary>jinja2 <c>do_title</c>: split on runs of <c>-</c>, whitespace, <c>( { [ &lt;</c>.</summary>
     public static string Title(string s)
     {
-        var sb = new StringBuilder();
+        var sb = new StringBuilder(s.Length);
         foreach (var item in TitleSplitRegex().Split(s))
         {
-            if (item.Length == 0) continue;
-            var runes = Py.Runes(item);
-            sb.Append(runes[0].ToUpperInvariant());
-            for (int i = 1; i < runes.Length; i++) sb.Append(runes[i].ToLowerInvariant());
+            bool first = true;
+            foreach (Rune r in item.EnumerateRunes())
+            {
+                sb.Append((first ? Rune.ToUpperInvariant(r) : Rune.ToLowerInvariant(r)).ToString());
+                first = false;
+            }
         }
         return sb.ToString();
     }
@@ -446,9 +486,11 @@ internal static partial class Builtins
     {
         if (length < end.Length) throw new TemplateException("AssertionError", $"expected length >= {end.Length}, got {length}");
         if (leeway < 0) throw new TemplateException("AssertionError", $"expected leeway >= 0, got {leeway}");
-        var runes = Py.Runes(s);
-        if (runes.Length <= length || runes.Length - length <= leeway) return s;
-        string head = string.Concat(runes.Take((int)(length - end.Length)));
+        long count = Py.StrLen(s);
+        if (count <= length || count - length <= leeway) return s;
+        string head = Py.HasSurrogates(s)
+            ? string.Concat(Py.Runes(s).Take((int)(length - end.Length)))
+            : s[..(int)(length - end.Length)];
         if (killwords) return head + end;
         int sp = head.LastIndexOf(' ');
         return (sp >= 0 ? head[..sp] : head) + end;
@@ -530,7 +572,7 @@ internal static partial class Builtins
             return 0;
         }
         var keyed = items.Select((x, i) => (x, i)).ToList();
-        keyed.Sort((p, q) =>
+        Py.Sort(keyed, (p, q) =>
         {
             int c = Cmp(p.x, q.x);
             if (reverse) c = -c;
@@ -553,7 +595,7 @@ internal static partial class Builtins
         };
         var items = d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])).ToList();
         var sorted = items.Select((x, i) => (x, i)).ToList();
-        sorted.Sort((p, q) =>
+        Py.Sort(sorted, (p, q) =>
         {
             int c = Py.Compare(SortKey(((PyTuple)p.x!).Items[pos], cs), SortKey(((PyTuple)q.x!).Items[pos], cs), "<");
             if (reverse) c = -c;
@@ -652,9 +694,17 @@ internal static partial class Builtins
             string e = Uri.EscapeDataString(Py.Str(x));
             return forQs ? e.Replace("%20", "+", StringComparison.Ordinal) : e.Replace("%2F", "/", StringComparison.Ordinal);
         }
-        if (v is string s) return Q(s, false);
+        if (v is not (List<object?> or PyTuple or PyDict or Undefined)) return Q(v, false);
         IEnumerable<object?> pairs = v is PyDict d ? d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])) : Py.Iterate(v);
-        return string.Join("&", pairs.Select(p => { var kv = Py.ToList(p); return Q(kv[0], true) + "=" + Q(kv[1], true); }));
+        return string.Join("&", pairs.Select(p =>
+        {
+            if (p is not (string or List<object?> or PyTuple or PyDict))
+                throw TemplateException.Type($"cannot unpack non-iterable {Py.TypeName(p)} object");
+            var kv = Py.ToList(p);
+            if (kv.Count < 2) throw TemplateException.Value($"not enough values to unpack (expected 2, got {kv.Count})");
+            if (kv.Count > 2) throw TemplateException.Value("too many values to unpack (expected 2)");
+            return Q(kv[0], true) + "=" + Q(kv[1], true);
+        }));
     }
 
     private static bool SameAs(object? a, object? b)
@@ -670,8 +720,41 @@ internal static partial class Builtins
     [GeneratedRegex(@"\w+")]
     private static partial Regex WordRegex();
 
-    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline)]
-    private static partial Regex StripTagsRegex();
+    /// <summary>
+    /// Removes what the regex <c>(&lt;!--.*?--&gt;|&lt;[^&gt;]*&gt;)</c> (jinja2's striptags) matches, in linear time: the
+    /// regex rescans to the end of the text for every unclosed <c>&lt;</c>, quadratic on hostile input.
+    /// </summary>
+    private static string StripTags(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        int nextGt = -2, nextComment = -2; // cached searches: positions only move forward
+        int i = 0;
+        while (i < s.Length)
+        {
+            int lt = s.IndexOf('<', i);
+            if (lt < 0) break;
+            sb.Append(s, i, lt - i);
+            int end = -1;
+            if (string.CompareOrdinal(s, lt, "<!--", 0, 4) == 0)
+            {
+                if (nextComment != -1 && nextComment < lt + 4) nextComment = s.IndexOf("-->", lt + 4, StringComparison.Ordinal);
+                if (nextComment >= 0) end = nextComment + 3;
+            }
+            if (end < 0)
+            {
+                if (nextGt != -1 && nextGt <= lt) nextGt = s.IndexOf('>', lt + 1);
+                if (nextGt >= 0) end = nextGt + 1;
+            }
+            if (end < 0)
+            {
+                sb.Append('<');
+                i = lt + 1;
+            }
+            else i = end;
+        }
+        if (i < s.Length) sb.Append(s, i, s.Length - i);
+        return sb.ToString();
+    }
 }
 
 /// <summary>Python <c>datetime.strftime</c> (C locale).</summary>

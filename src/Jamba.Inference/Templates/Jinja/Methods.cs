@@ -696,16 +696,16 @@ internal static class Format
 
     public static string StrFormat(string fmt, CallArguments a)
     {
-        string result = StrFormat(fmt, a, 2);
+        int auto = 0;
+        string result = StrFormat(fmt, a, 2, ref auto);
         RenderContext.Current.Built(result.Length, "formatted string");
         return result;
     }
 
-    private static string StrFormat(string fmt, CallArguments a, int recursionLeft)
+    private static string StrFormat(string fmt, CallArguments a, int recursionLeft, ref int auto)
     {
-        if (recursionLeft < 0) throw TemplateException.Value("Max string recursion exceeded");
+        if (recursionLeft <= 0) throw TemplateException.Value("Max string recursion exceeded");
         var sb = new StringBuilder();
-        int auto = 0;
         int i = 0;
         while (i < fmt.Length)
         {
@@ -779,7 +779,7 @@ internal static class Format
                 }
                 if (conversion == 'r' || conversion == 'a') value = Py.Repr(value);
                 else if (conversion == 's') value = Py.Str(value);
-                if (spec != null && spec.Contains('{')) spec = StrFormat(spec, a, recursionLeft - 1);
+                if (spec != null && spec.Contains('{')) spec = StrFormat(spec, a, recursionLeft - 1, ref auto);
                 sb.Append(FormatSpec.Apply(value, spec ?? ""));
                 CheckBuilt(sb);
                 continue;
@@ -838,7 +838,16 @@ internal static class FormatSpec
         }
         else if (numeric)
         {
-            if (type is 'd' or 'n' || (type == '\0' && Py.IsInt(value) && value is not bool))
+            string allowed = value is double ? "eEfFgGn%" : "bcdeEfFgGnoxX%";
+            if (type != '\0' && !allowed.Contains(type))
+                throw TemplateException.Value($"Unknown format code '{type}' for object of type '{Py.TypeName(value)}'");
+            if (type == 'c')
+            {
+                var cp = Py.ToBig(value);
+                if (cp < 0 || cp > 0x10FFFF) throw new TemplateException("OverflowError", "%c arg not in range(0x110000)");
+                body = (int)cp is >= 0xD800 and <= 0xDFFF ? ((char)(int)cp).ToString() : char.ConvertFromUtf32((int)cp);
+            }
+            else if (type is 'd' or 'n' || (type == '\0' && Py.IsInt(value) && prec == null))
             {
                 if (value is double) throw TemplateException.Value("Unknown format code 'd' for object of type 'float'");
                 body = IntString(Py.ToBig(value), sign);
@@ -857,8 +866,8 @@ internal static class FormatSpec
         }
         else
         {
-            body = Py.Str(value);
-            align ??= '<';
+            // object.__format__ accepts only an empty spec.
+            throw TemplateException.Type($"unsupported format string passed to {Py.TypeName(value)}.__format__");
         }
         if (body.Length >= width) return body;
         int pad = width - body.Length;

@@ -564,8 +564,10 @@ internal sealed class Parser
                 {
                     Next();
                     var s = (string)token.Value!;
-                    while (Current.Kind == TokenKind.String) s += (string)Next().Value!;
-                    return new ConstExpr(s, token.Line);
+                    if (Current.Kind != TokenKind.String) return new ConstExpr(s, token.Line);
+                    var sb = new System.Text.StringBuilder(s); // adjacent literals concatenate (linear time)
+                    while (Current.Kind == TokenKind.String) sb.Append((string)Next().Value!);
+                    return new ConstExpr(sb.ToString(), token.Line);
                 }
             case TokenKind.Integer or TokenKind.Float:
                 Next();

@@ -185,6 +185,8 @@ internal static class Py
     /// <summary>Decimal text of an int; CPython (3.11+) refuses more than 4300 digits.</summary>
     public static string IntToDecimal(BigInteger v)
     {
+        long bits = RenderContext.BitLength(v);
+        if (bits > 64) RenderContext.Current.CheckIntBits(bits);
         // 4300 decimal digits need at least 14282 bits; cheaper than converting first.
         if (RenderContext.BitLength(v) > 14280)
         {
@@ -416,7 +418,8 @@ internal static class Py
                 }
             case List<object?> l:
                 {
-                    long total = l.Count == 0 ? 0 : n > long.MaxValue / l.Count ? long.MaxValue : n * l.Count;
+                    if (n == 0 || l.Count == 0) return new List<object?>();
+                    long total = n > long.MaxValue / l.Count ? long.MaxValue : n * l.Count;
                     ctx.Built(total, "repeated list", "items");
                     var r = new List<object?>((int)total);
                     for (long i = 0; i < n; i++) r.AddRange(l);
@@ -424,7 +427,8 @@ internal static class Py
                 }
             case PyTuple t:
                 {
-                    long total = t.Items.Length == 0 ? 0 : n > long.MaxValue / t.Items.Length ? long.MaxValue : n * t.Items.Length;
+                    if (n == 0 || t.Items.Length == 0) return new PyTuple([]);
+                    long total = n > long.MaxValue / t.Items.Length ? long.MaxValue : n * t.Items.Length;
                     ctx.Built(total, "repeated tuple", "items");
                     var rt = new List<object?>((int)total);
                     for (long i = 0; i < n; i++) rt.AddRange(t.Items);
@@ -544,7 +548,10 @@ internal static class Py
         }
         switch (a)
         {
-            case string sa: return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
+            case string sa:
+                if (b is not string sb) return false;
+                if (sa.Length == sb.Length && sa.Length > 64) RenderContext.Current.ChargeChars(sa.Length);
+                return string.Equals(sa, sb, StringComparison.Ordinal);
             case List<object?> la:
                 if (b is not List<object?> lb || la.Count != lb.Count) return false;
                 EnterCompare(depth, la.Count);
@@ -575,6 +582,7 @@ internal static class Py
     public static int CompareStrings(string a, string b)
     {
         // Python compares by code point; UTF-16 ordinal differs only for surrogates vs U+E000..U+FFFF.
+        if (a.Length > 64 && b.Length > 64) RenderContext.Current.ChargeChars(Math.Min(a.Length, b.Length));
         var ea = a.EnumerateRunes().GetEnumerator();
         var eb = b.EnumerateRunes().GetEnumerator();
         while (true)
@@ -611,6 +619,24 @@ internal static class Py
             return la.Count.CompareTo(lb.Count);
         }
         throw TemplateException.Type($"{Repr(op)} not supported between instances of {Repr(TypeName(a))} and {Repr(TypeName(b))}");
+    }
+
+    /// <summary>
+    /// <see cref="List{T}.Sort(Comparison{T})"/> with a Python comparison: a TemplateException raised while
+    /// comparing (TypeError for unorderable items) comes out as itself, not wrapped in the framework's
+    /// InvalidOperationException ("Failed to compare two elements in the array").
+    /// </summary>
+    public static void Sort<T>(List<T> items, Comparison<T> comparison)
+    {
+        RenderContext.Current.Charge(items.Count * (long)Math.Max(1, System.Numerics.BitOperations.Log2((uint)Math.Max(1, items.Count))));
+        try
+        {
+            items.Sort(comparison);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is TemplateException or OperationCanceledException)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException);
+        }
     }
 
     public static IReadOnlyList<object?>? AsSequence(object? o) => o switch
@@ -654,7 +680,10 @@ internal static class Py
             case List<object?> l: ctx.Charge(l.Count); return l.ToArray();
             case PyTuple t: ctx.Charge(t.Items.Length); return t.Items;
             case PyDict d: ctx.Charge(d.Count); return d.Keys.ToArray();
-            case string s: ctx.Charge(s.Length); return CodePoints(s);
+            case string s:
+                ctx.Charge(s.Length);
+                ctx.Allocate(16L * s.Length);
+                return CodePoints(s);
             case Undefined: return [];
             case Namespace: throw TemplateException.Type("'Namespace' object is not iterable");
         }
@@ -677,18 +706,34 @@ internal static class Py
 
     public static bool HasSurrogates(string s)
     {
-        foreach (char c in s) if (char.IsSurrogate(c)) return true;
-        return false;
+        if (s.Length > 64) RenderContext.Current.ChargeChars(s.Length);
+        return s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
     }
 
     public static long StrLen(string s) => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length;
 
+    /// <summary>The code points of a string as one-character strings (about 16 characters' worth of memory each).</summary>
     public static IEnumerable<object?> CodePoints(string s)
     {
         foreach (Rune r in s.EnumerateRunes()) yield return r.ToString();
     }
 
-    public static string[] Runes(string s) => s.EnumerateRunes().Select(r => r.ToString()).ToArray();
+    public static string[] Runes(string s)
+    {
+        RenderContext.Current.Allocate(16L * s.Length);
+        return s.EnumerateRunes().Select(r => r.ToString()).ToArray();
+    }
+
+    /// <summary>The code point at index <paramref name="i"/> (negative counts from the end), or null.</summary>
+    public static string? RuneAt(string s, long i)
+    {
+        if (i < 0) i += StrLen(s);
+        if (i < 0) return null;
+        long k = 0;
+        foreach (Rune r in s.EnumerateRunes())
+            if (k++ == i) return r.ToString();
+        return null;
+    }
 
     // ---------------------------------------------------------------- indexing and slicing
 
@@ -784,12 +829,7 @@ internal static class Py
                             if (i < 0) i += s.Length;
                             if (i >= 0 && i < s.Length) return s[(int)i].ToString();
                         }
-                        else
-                        {
-                            var runes = Runes(s);
-                            if (i < 0) i += runes.Length;
-                            if (i >= 0 && i < runes.Length) return runes[i];
-                        }
+                        else if (RuneAt(s, i) is { } rune) return rune;
                     }
                     else
                     {

@@ -87,7 +87,7 @@ internal static class PyJson
                     if (sortKeys)
                     {
                         var list = dict.ToList();
-                        list.Sort((x, y) => Py.Compare(x.Key, y.Key, "<"));
+                        Py.Sort(list, (x, y) => Py.Compare(x.Key, y.Key, "<"));
                         items = list;
                     }
                     sb.Append('{');

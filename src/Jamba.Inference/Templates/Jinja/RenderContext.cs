@@ -137,7 +137,8 @@ internal sealed class RenderContext
         if (bits > MaxIntBits)
             throw new TemplateException("OverflowError",
                 $"integer too large: {bits.ToString(CultureInfo.InvariantCulture)} bits, more than the {MaxIntBits.ToString(CultureInfo.InvariantCulture)} this renderer computes");
-        if (bits > 64) Charge(bits >> 6);
+        // Big-integer multiplication and conversion are superlinear: charge (limbs^2)/16 steps.
+        if (bits > 64) Charge(Math.Max(1, (bits >> 6) * (bits >> 6) >> 4));
     }
 
     public static long BitLength(BigInteger v) => v.IsZero ? 0 : (long)BigInteger.Abs(v).GetBitLength();

@@ -198,11 +198,17 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
 
     public int GetHashCode(object obj) => Hash(obj, 0);
 
+    private static int HashString(string s)
+    {
+        if (s.Length > 64) RenderContext.Current.ChargeChars(s.Length);
+        return StringComparer.Ordinal.GetHashCode(s);
+    }
+
     // Nested tuples hash only their first levels: equal values still hash alike, and a tuple nested
     // thousands of levels deep (built in a loop) cannot exhaust the stack.
     private static int Hash(object obj, int depth) => obj switch
     {
-        string s => StringComparer.Ordinal.GetHashCode(s),
+        string s => HashString(s),
         bool b => b ? 1 : 0,
         long l => l.GetHashCode(),
         BigInteger bi => bi >= long.MinValue && bi <= long.MaxValue ? ((long)bi).GetHashCode() : bi.GetHashCode(),
