@@ -373,6 +373,7 @@ public sealed class JinjaLimitsTests(ITestOutputHelper output)
         Assert.Equal("   42|1.50|1    ", ExpectSuccess("{{ '{:>5}'.format(42) }}|{{ '%.*f' % (2, 1.5) }}|{{ '%*d' % (-5, 1) }}"));
         Assert.Equal("340282366920938463463374607431768211456", ExpectSuccess("{{ 2 ** 128 }}"));
         Assert.Equal("16777216", ExpectSuccess("{{ ('x' * 16777216)|length }}"));
+        Assert.Equal("[]|()|", ExpectSuccess("{{ [] * 10**18 }}|{{ () * 10**18 }}|{{ '' * 10**18 }}"));
     }
 
     [Fact]
