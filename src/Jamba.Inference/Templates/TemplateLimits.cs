@@ -83,8 +83,8 @@ public sealed class TemplateLimits
 
     /// <summary>
     /// Work budget of one render: one step per executed statement, evaluated expression and loop iteration,
-    /// plus one per sequence item that a filter, test, method or operator visits (one per 64 characters for
-    /// strings it scans, one per 64 bits of big integers it multiplies). Default 10,000,000, which a
+    /// plus one per sequence item that a filter, test, method or operator visits (one per 64 characters of
+    /// strings it scans, and (n/64)²/16 for big-integer arithmetic on n bits). Default 10,000,000, which a
     /// 1000-message conversation uses a few percent of, and which ends runaway loops
     /// (<c>{% for a in range(100000) %}{% for b in range(100000) %}</c>) within a second or two.
     /// </summary>
