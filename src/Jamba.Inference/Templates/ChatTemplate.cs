@@ -18,6 +18,9 @@ namespace Jamba.Inference.Templates;
 /// <c>1.0</c>). Rendering errors surface as <see cref="TemplateException"/> whose
 /// <see cref="TemplateException.ErrorType"/> names the Python exception jinja2 would raise.
 /// A parsed template is immutable; <c>Render</c> may be called concurrently from several threads.
+/// Templates are untrusted input: parsing and rendering are bounded by <see cref="Limits"/> (see
+/// <see cref="TemplateLimits"/>), so a hostile template ends with a <see cref="TemplateException"/> rather
+/// than a crash, an out-of-memory condition or a hang, and rendering observes a <see cref="CancellationToken"/>.
 /// Not supported: template inheritance and loading (<c>extends</c>, <c>include</c>, <c>import</c>),
 /// autoescaping, and a few rarely used filters (<c>groupby</c>, <c>random</c>, <c>wordwrap</c>,
 /// <c>urlize</c>, <c>xmlattr</c>, <c>filesizeformat</c>) and globals (<c>lipsum</c>).
@@ -45,15 +48,34 @@ public sealed class ChatTemplate
 
     private readonly Func<DateTime>? _clock;
 
-    private ChatTemplate(string source, JinjaTemplate template, Func<DateTime>? clock = null)
+    private ChatTemplate(string source, JinjaTemplate template, TemplateLimits limits, Func<DateTime>? clock = null)
     {
         Source = source;
         _template = template;
+        Limits = limits;
         _clock = clock;
     }
 
     /// <summary>The template text as given.</summary>
     public string Source { get; }
+
+    /// <summary>The parse and render limits of this template (<see cref="TemplateLimits.Default"/> unless set).</summary>
+    public TemplateLimits Limits { get; }
+
+    /// <summary>
+    /// Returns a copy that parses and renders under <paramref name="limits"/> (the source is parsed again
+    /// when <see cref="TemplateLimits.MaxNestingDepth"/> changes).
+    /// </summary>
+    /// <param name="limits">The new limits.</param>
+    /// <exception cref="TemplateException">The template nests deeper than the new limits allow.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A limit is not positive.</exception>
+    public ChatTemplate WithLimits(TemplateLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        limits.Validate();
+        var template = limits.MaxNestingDepth == Limits.MaxNestingDepth ? _template : JinjaTemplate.Parse(Source, limits);
+        return new ChatTemplate(Source, template, limits, _clock);
+    }
 
     /// <summary>
     /// Returns a copy whose <c>strftime_now</c> global reads <paramref name="clock"/> instead of
@@ -63,19 +85,29 @@ public sealed class ChatTemplate
     public ChatTemplate WithClock(Func<DateTime> clock)
     {
         ArgumentNullException.ThrowIfNull(clock);
-        return new ChatTemplate(Source, _template, clock);
+        return new ChatTemplate(Source, _template, Limits, clock);
     }
 
     /// <summary>The documented plain prompt format for checkpoints without a template (see <see cref="PlainFallbackSource"/>).</summary>
     public static ChatTemplate PlainFallback => Fallback.Value;
 
-    /// <summary>Parses a jinja2 chat template.</summary>
+    /// <summary>Parses a jinja2 chat template with the default <see cref="TemplateLimits"/>.</summary>
     /// <param name="source">Template text (e.g. <c>tokenizer_config.json["chat_template"]</c>).</param>
-    /// <exception cref="TemplateException">The template has a syntax error (<c>ErrorType</c> <c>TemplateSyntaxError</c>, with <c>Line</c>).</exception>
-    public static ChatTemplate Parse(string source)
+    /// <exception cref="TemplateException">The template has a syntax error (<c>ErrorType</c> <c>TemplateSyntaxError</c>, with <c>Line</c>),
+    /// including nesting deeper than <see cref="TemplateLimits.MaxNestingDepth"/>.</exception>
+    public static ChatTemplate Parse(string source) => Parse(source, null);
+
+    /// <summary>Parses a jinja2 chat template that will parse and render under <paramref name="limits"/>.</summary>
+    /// <param name="source">Template text (e.g. <c>tokenizer_config.json["chat_template"]</c>).</param>
+    /// <param name="limits">Resource limits; null for <see cref="TemplateLimits.Default"/>.</param>
+    /// <exception cref="TemplateException">The template has a syntax error (<c>ErrorType</c> <c>TemplateSyntaxError</c>, with <c>Line</c>),
+    /// including nesting deeper than <see cref="TemplateLimits.MaxNestingDepth"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A limit is not positive.</exception>
+    public static ChatTemplate Parse(string source, TemplateLimits? limits)
     {
         ArgumentNullException.ThrowIfNull(source);
-        return new ChatTemplate(source, JinjaTemplate.Parse(source));
+        limits = (limits ?? TemplateLimits.Default).Validate();
+        return new ChatTemplate(source, JinjaTemplate.Parse(source, limits), limits);
     }
 
     /// <summary>
@@ -159,8 +191,12 @@ public sealed class ChatTemplate
     /// <param name="bosToken">BOS token text, or null to leave <c>bos_token</c> undefined.</param>
     /// <param name="eosToken">EOS token text, or null to leave <c>eos_token</c> undefined.</param>
     /// <param name="kwargs">Extra template variables (e.g. <c>knobs</c>, <c>thinking_prefix</c>).</param>
+    /// <param name="cancellationToken">Stops a long render (checked every few thousand steps).</param>
     /// <returns>The rendered prompt, not stripped.</returns>
-    /// <exception cref="TemplateException">The template raised (e.g. <c>raise_exception</c> → <c>TemplateError</c>).</exception>
+    /// <exception cref="TemplateException">The template raised (e.g. <c>raise_exception</c> → <c>TemplateError</c>) or
+    /// exceeded one of its <see cref="Limits"/> (<c>RecursionError</c>, <c>OverflowError</c>, <c>TimeoutError</c>).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ArgumentException">An input value is nested deeper than 1000 levels.</exception>
     public string Render(
         JsonNode? messages,
         JsonNode? tools = null,
@@ -168,20 +204,21 @@ public sealed class ChatTemplate
         bool addGenerationPrompt = false,
         string? bosToken = null,
         string? eosToken = null,
-        IReadOnlyDictionary<string, JsonNode?>? kwargs = null)
+        IReadOnlyDictionary<string, JsonNode?>? kwargs = null,
+        CancellationToken cancellationToken = default)
     {
         var vars = new List<KeyValuePair<string, object?>>
         {
-            new("messages", TemplateValues.FromNode(messages)),
-            new("tools", TemplateValues.FromNode(tools)),
-            new("documents", TemplateValues.FromNode(documents)),
+            new("messages", TemplateValues.FromNode(messages, "messages")),
+            new("tools", TemplateValues.FromNode(tools, "tools")),
+            new("documents", TemplateValues.FromNode(documents, "documents")),
             new("add_generation_prompt", addGenerationPrompt),
         };
         if (bosToken != null) vars.Add(new("bos_token", bosToken));
         if (eosToken != null) vars.Add(new("eos_token", eosToken));
         if (kwargs != null)
-            foreach (var kv in kwargs) vars.Add(new(kv.Key, TemplateValues.FromNode(kv.Value)));
-        return _template.Render(vars, _clock);
+            foreach (var kv in kwargs) vars.Add(new(kv.Key, TemplateValues.FromNode(kv.Value, kv.Key)));
+        return _template.Render(vars, _clock, Limits, cancellationToken);
     }
 
     /// <summary>
@@ -191,12 +228,15 @@ public sealed class ChatTemplate
     /// dictionaries (insertion order kept), other enumerables (lists) or null (<c>None</c>).
     /// </summary>
     /// <param name="variables">Template variables; later entries win on duplicate names.</param>
+    /// <param name="cancellationToken">Stops a long render (checked every few thousand steps).</param>
     /// <returns>The rendered text.</returns>
-    /// <exception cref="TemplateException">Rendering failed.</exception>
-    /// <exception cref="ArgumentException">A value has an unsupported type.</exception>
-    public string RenderVariables(IEnumerable<KeyValuePair<string, object?>> variables)
+    /// <exception cref="TemplateException">Rendering failed, or exceeded one of the template's <see cref="Limits"/>.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="ArgumentException">A value has an unsupported type, contains itself, or is nested deeper than 1000 levels.</exception>
+    public string RenderVariables(IEnumerable<KeyValuePair<string, object?>> variables, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(variables);
-        return _template.Render(variables.Select(kv => new KeyValuePair<string, object?>(kv.Key, TemplateValues.FromClr(kv.Value))).ToList(), _clock);
+        var vars = variables.Select(kv => new KeyValuePair<string, object?>(kv.Key, TemplateValues.FromClr(kv.Value, kv.Key))).ToList();
+        return _template.Render(vars, _clock, Limits, cancellationToken);
     }
 }

@@ -23,6 +23,9 @@ public sealed class TemplateException : Exception
     /// The Python exception class this corresponds to: <c>TemplateSyntaxError</c>,
     /// <c>TemplateError</c> (from <c>raise_exception</c>), <c>UndefinedError</c>, <c>TypeError</c>,
     /// <c>SecurityError</c>, <c>ValueError</c>, <c>ZeroDivisionError</c>, <c>TemplateRuntimeError</c>, ...
+    /// Exceeding a <see cref="TemplateLimits"/> bound gives <c>TemplateSyntaxError</c> (nesting),
+    /// <c>RecursionError</c> (recursion, value nesting, thread stack), <c>OverflowError</c> (lengths, integer
+    /// sizes) or <c>TimeoutError</c> (steps); their messages name the limit.
     /// </summary>
     public string ErrorType { get; }
 

@@ -66,11 +66,19 @@ internal static partial class Builtins
             var items = Py.Iterate(v);
             var attr = a.Get(1, "attribute");
             if (attr != null) items = items.Select(AttrGetter(attr, null)).ToList();
-            return string.Join(sep, items.Select(Py.Str));
+            var parts = items.Select(Py.Str).ToList();
+            long length = parts.Sum(p => (long)p.Length) + (parts.Count > 0 ? (long)sep.Length * (parts.Count - 1) : 0);
+            RenderContext.Current.Built(length, "joined string");
+            return string.Join(sep, parts);
         },
         ["last"] = (_, v, _) =>
         {
-            var l = v is string s ? Py.Runes(s).Cast<object?>().ToList() : Py.ToList(v);
+            if (v is string s)
+            {
+                if (s.Length == 0) return new Undefined("No last item, sequence was empty.");
+                return s.Length >= 2 && char.IsSurrogatePair(s[^2], s[^1]) ? s[^2..] : s[^1..];
+            }
+            var l = Py.ToList(v);
             return l.Count > 0 ? l[^1] : new Undefined("No last item, sequence was empty.");
         },
         ["length"] = (_, v, _) => Py.Len(v),
@@ -85,7 +93,7 @@ internal static partial class Builtins
         ["replace"] = (_, v, a) => Methods.Replace(Py.Str(v), Py.Str(a.Get(0, "old")), Py.Str(a.Get(1, "new")), a.Get(2, "count") is { } c ? Methods.IntArg(c) : -1),
         ["reverse"] = (_, v, _) =>
         {
-            if (v is string s) return string.Concat(Py.Runes(s).Reverse());
+            if (v is string s) return ReverseString(s);
             var l = Py.ToList(v);
             l.Reverse();
             return l;
@@ -97,10 +105,11 @@ internal static partial class Builtins
         ["slice"] = (_, v, a) => SliceFilter(v, Methods.IntArg(a.Get(0, "slices")), a.Get(1, "fill_with"), a.Has(1, "fill_with")),
         ["sort"] = (_, v, a) => Sort(Py.ToList(v), Py.Truthy(a.Get(0, "reverse", false)), Py.Truthy(a.Get(1, "case_sensitive", false)), a.Get(2, "attribute")),
         ["string"] = (_, v, _) => Py.Str(v),
-        ["striptags"] = (_, v, _) => string.Join(" ", Methods.Split(StripTagsRegex().Replace(Py.Str(v), ""), null, -1).Select(Py.Str)),
+        ["striptags"] = (_, v, _) => string.Join(" ", Methods.Split(StripTags(Py.Str(v)), null, -1).Select(Py.Str)),
         ["sum"] = (_, v, a) =>
         {
             object? total = a.Get(1, "start", 0L);
+            if (total is string) throw TemplateException.Type("sum() can't sum strings [use ''.join(seq) instead]");
             var items = Py.Iterate(v);
             var attr = a.Get(0, "attribute");
             if (attr != null) items = items.Select(AttrGetter(attr, null)).ToList();
@@ -164,10 +173,14 @@ internal static partial class Builtins
 
     public static bool HasTest(string name) => Tests.ContainsKey(name);
 
-    public static object? CallFilter(Evaluator ev, string name, object? value, CallArguments args) =>
-        Filters.TryGetValue(name, out var f)
-            ? f(ev, value, args)
-            : throw new TemplateException("TemplateRuntimeError", $"No filter named {Py.Repr(name)}.");
+    public static object? CallFilter(Evaluator ev, string name, object? value, CallArguments args)
+    {
+        if (!Filters.TryGetValue(name, out var f))
+            throw new TemplateException("TemplateRuntimeError", $"No filter named {Py.Repr(name)}.");
+        var result = f(ev, value, args);
+        if (!ReferenceEquals(result, value)) RenderContext.Current.BuiltValue(result);
+        return result;
+    }
 
     public static bool CallTest(Evaluator ev, string name, object? value, CallArguments args) =>
         Tests.TryGetValue(name, out var t)
@@ -203,7 +216,9 @@ internal static partial class Builtins
             throw new TemplateException("TemplateError", Py.Str(a.Get(0, "message")))));
         scope.Set("strftime_now", new BuiltinFunction("strftime_now", (_, a) =>
             StrFTime.Format(now(), Py.Str(a.Get(0, "format")))));
-        scope.Set("cycler", new BuiltinFunction("cycler", (_, a) => new Cycler(new List<object?>(a.Positional))));
+        scope.Set("cycler", new BuiltinFunction("cycler", (_, a) => a.Positional.Count == 0
+            ? throw new TemplateException("RuntimeError", "at least one item has to be provided")
+            : new Cycler(new List<object?>(a.Positional))));
         scope.Set("joiner", new BuiltinFunction("joiner", (_, a) =>
         {
             string sep = Py.Str(a.Get(0, "sep", ", "));
@@ -227,7 +242,9 @@ internal static partial class Builtins
         {
             var kv = Py.ToList(pair);
             if (kv.Count != 2) throw TemplateException.Value($"dictionary update sequence element has length {kv.Count}; 2 is required");
-            d[kv[0] ?? throw TemplateException.Type("None keys are not supported")] = kv[1];
+            var key = kv[0] ?? throw TemplateException.Type("None keys are not supported");
+            if (!Py.IsHashable(key)) throw TemplateException.Type($"unhashable type: {Py.Repr(Py.TypeName(key))}");
+            d[key] = kv[1];
         }
     }
 
@@ -244,9 +261,13 @@ internal static partial class Builtins
             if (p.Count > 2) step = Methods.IntArg(p[2]);
         }
         if (step == 0) throw TemplateException.Value("range() arg 3 must not be zero");
-        long count = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0) : (start > stop ? (start - stop - step - 1) / -step : 0);
-        if (count > 100000)
+        // Int128: the distance between two 64-bit bounds does not fit in a long.
+        Int128 span = step > 0 ? (Int128)stop - start : (Int128)start - stop;
+        Int128 absStep = Int128.Abs(step);
+        Int128 count128 = span <= 0 ? 0 : (span + absStep - 1) / absStep;
+        if (count128 > 100000)
             throw new TemplateException("OverflowError", "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+        long count = (long)count128;
         var r = new List<object?>((int)count);
         for (long i = 0; i < count; i++) r.Add(start + i * step);
         return r;
@@ -274,7 +295,7 @@ internal static partial class Builtins
         {
             null => null,
             string s => s,
-            _ when Py.IsInt(indentArg) => new string(' ', (int)Math.Max(0, Methods.IntArg(indentArg))),
+            _ when Py.IsInt(indentArg) => new string(' ', Format.CheckCount(Math.Max(0, Py.ToSsize(indentArg, "cannot fit 'int' into an index-sized integer")), "indent")),
             _ => throw TemplateException.Type("indent must be an int or str"),
         };
         string itemSep = indent == null ? ", " : ",", keySep = ": ";
@@ -290,23 +311,22 @@ internal static partial class Builtins
 
     private static object? ToInt(object? v, object? def, object? baseArg)
     {
+        // jinja2 3.1 do_int: int(value, base); on TypeError/ValueError int(float(value)), and on
+        // TypeError/ValueError/OverflowError there the default. An invalid base is a ValueError.
         if (v is Undefined u) throw u.Fail();
-        int b = (int)Methods.IntArg(baseArg);
+        long lb = Methods.IntArg(baseArg);
+        int b = lb is 0 or (>= 2 and <= 36) ? (int)lb : -1;
         if (v is string s)
         {
-            if (TryParsePyInt(s, b, out var iv)) return iv;
-            if (TryParsePyFloat(s, out var fv))
-            {
-                if (double.IsInfinity(fv)) throw new TemplateException("OverflowError", "cannot convert float infinity to integer");
-                if (!double.IsNaN(fv)) return Py.NormalizeInt(new BigInteger(Math.Truncate(fv)));
-            }
+            if (b >= 0 && TryParsePyInt(s, b, out var iv)) return iv;
+            if (TryParsePyFloat(s, out var fv) && double.IsFinite(fv)) return Py.NormalizeInt(new BigInteger(Math.Truncate(fv)));
             return def;
         }
         if (Py.IsInt(v)) return Py.NormalizeInt(Py.ToBig(v));
         if (v is double d)
         {
             if (double.IsInfinity(d)) throw new TemplateException("OverflowError", "cannot convert float infinity to integer");
-            if (double.IsNaN(d)) throw TemplateException.Value("cannot convert float NaN to integer");
+            if (double.IsNaN(d)) return def;
             return Py.NormalizeInt(new BigInteger(Math.Truncate(d)));
         }
         return def;
@@ -336,6 +356,21 @@ internal static partial class Builtins
             else if (b == 0) b = 10;
         }
         if (t.Length == 0) return false;
+        RenderContext.Current.Charge(t.Length);
+        bool powerOfTwo = (b & (b - 1)) == 0;
+        // CPython refuses decimal (non power-of-two base) text over 4300 digits: a ValueError, so the default.
+        if (!powerOfTwo && t.Length > RenderContext.MaxIntDigits) return false;
+        if (powerOfTwo && (long)t.Length * System.Numerics.BitOperations.Log2((uint)b) > RenderContext.MaxIntBits)
+        {
+            if (!t.All(c => char.IsAsciiLetterOrDigit(c) && (c <= '9' ? c - '0' : char.ToLowerInvariant(c) - 'a' + 10) < b)) return false;
+            throw new TemplateException("OverflowError", $"integer too large: more than the {RenderContext.MaxIntBits} bits this renderer computes");
+        }
+        if (b == 10 && t.All(char.IsAsciiDigit))
+        {
+            var dec = BigInteger.Parse(t, CultureInfo.InvariantCulture);
+            value = Py.NormalizeInt(neg ? -dec : dec);
+            return true;
+        }
         BigInteger acc = 0;
         foreach (char c in t)
         {
@@ -385,30 +420,57 @@ internal static partial class Builtins
         long len = Py.StrLen(s);
         if (width <= len) return s;
         long total = width - len;
+        RenderContext.Current.Built(s.Length + total, "centered string");
         long left = total / 2 + (total & width & 1);
         return new string(' ', (int)left) + s + new string(' ', (int)(total - left));
+    }
+
+    /// <summary>Code points in reverse order (a surrogate pair stays a pair).</summary>
+    private static string ReverseString(string s)
+    {
+        var chars = new char[s.Length];
+        int w = s.Length;
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (i + 1 < s.Length && char.IsSurrogatePair(s[i], s[i + 1]))
+            {
+                chars[w - 2] = s[i];
+                chars[w - 1] = s[i + 1];
+                w -= 2;
+                i++;
+            }
+            else chars[--w] = s[i];
+        }
+        return new string(chars);
     }
 
     /// <summary>jinja2 <c>do_title</c>: split on runs of <c>-</c>, whitespace, <c>( { [ &lt;</c>.</summary>
     public static string Title(string s)
     {
-        var sb = new StringBuilder();
+        var sb = new StringBuilder(s.Length);
         foreach (var item in TitleSplitRegex().Split(s))
         {
-            if (item.Length == 0) continue;
-            var runes = Py.Runes(item);
-            sb.Append(runes[0].ToUpperInvariant());
-            for (int i = 1; i < runes.Length; i++) sb.Append(runes[i].ToLowerInvariant());
+            bool first = true;
+            foreach (Rune r in item.EnumerateRunes())
+            {
+                sb.Append((first ? Rune.ToUpperInvariant(r) : Rune.ToLowerInvariant(r)).ToString());
+                first = false;
+            }
         }
         return sb.ToString();
     }
 
     private static string Indent(string s, object? width, bool first, bool blank)
     {
-        string indention = width is string ws ? ws : new string(' ', (int)Math.Max(0, Methods.IntArg(width)));
+        string indention = width is string ws
+            ? ws
+            : new string(' ', Format.CheckCount(Math.Max(0, width is Undefined u ? throw u.Fail() : Py.IsInt(width)
+                ? Py.ToSsize(width, "cannot fit 'int' into an index-sized integer")
+                : throw TemplateException.Type($"can't multiply sequence by non-int of type {Py.Repr(Py.TypeName(width))}")), "indent width"));
         s += "\n";
         string rv;
         var lines = Methods.SplitLines(s, false);
+        RenderContext.Current.Built(s.Length + (long)(lines.Count + 1) * indention.Length, "indented string");
         if (blank) rv = string.Join("\n" + indention, lines);
         else
         {
@@ -424,9 +486,11 @@ internal static partial class Builtins
     {
         if (length < end.Length) throw new TemplateException("AssertionError", $"expected length >= {end.Length}, got {length}");
         if (leeway < 0) throw new TemplateException("AssertionError", $"expected leeway >= 0, got {leeway}");
-        var runes = Py.Runes(s);
-        if (runes.Length <= length + leeway) return s;
-        string head = string.Concat(runes.Take((int)(length - end.Length)));
+        long count = Py.StrLen(s);
+        if (count <= length || count - length <= leeway) return s;
+        string head = Py.HasSurrogates(s)
+            ? string.Concat(Py.Runes(s).Take((int)(length - end.Length)))
+            : s[..(int)(length - end.Length)];
         if (killwords) return head + end;
         int sp = head.LastIndexOf(' ');
         return (sp >= 0 ? head[..sp] : head) + end;
@@ -508,7 +572,7 @@ internal static partial class Builtins
             return 0;
         }
         var keyed = items.Select((x, i) => (x, i)).ToList();
-        keyed.Sort((p, q) =>
+        Py.Sort(keyed, (p, q) =>
         {
             int c = Cmp(p.x, q.x);
             if (reverse) c = -c;
@@ -531,7 +595,7 @@ internal static partial class Builtins
         };
         var items = d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])).ToList();
         var sorted = items.Select((x, i) => (x, i)).ToList();
-        sorted.Sort((p, q) =>
+        Py.Sort(sorted, (p, q) =>
         {
             int c = Py.Compare(SortKey(((PyTuple)p.x!).Items[pos], cs), SortKey(((PyTuple)q.x!).Items[pos], cs), "<");
             if (reverse) c = -c;
@@ -542,14 +606,24 @@ internal static partial class Builtins
 
     private static List<object?> Unique(List<object?> items, bool caseSensitive, object? attribute)
     {
+        // jinja2 keeps the keys it has seen in a set: linear time, and unhashable keys are a TypeError.
         var getter = attribute == null ? (x => x) : AttrGetter(attribute, null);
-        var seen = new List<object?>();
+        var seen = new HashSet<object>(PyKeyComparer.Instance);
+        bool seenNone = false;
         var res = new List<object?>();
         foreach (var x in items)
         {
             var key = SortKey(getter(x), caseSensitive);
-            if (seen.Any(s => Py.Equal(s, key))) continue;
-            seen.Add(key);
+            if (key == null)
+            {
+                if (seenNone) continue;
+                seenNone = true;
+            }
+            else
+            {
+                if (!Py.IsHashable(key)) throw TemplateException.Type($"unhashable type: {Py.Repr(Py.TypeName(key))}");
+                if (!seen.Add(key)) continue;
+            }
             res.Add(x);
         }
         return res;
@@ -574,6 +648,7 @@ internal static partial class Builtins
     private static List<object?> Batch(object? v, long n, object? fill, bool hasFill)
     {
         if (n <= 0) throw TemplateException.Value("batch size must be positive");
+        if (hasFill && fill != null) RenderContext.Current.Built(n, "batch", "items");
         var res = new List<object?>();
         List<object?>? cur = null;
         foreach (var x in Py.Iterate(v))
@@ -592,6 +667,9 @@ internal static partial class Builtins
 
     private static List<object?> SliceFilter(object? v, long slices, object? fill, bool hasFill)
     {
+        if (slices == 0) throw new TemplateException("ZeroDivisionError", "integer division or modulo by zero");
+        if (slices < 0) return new List<object?>();
+        RenderContext.Current.Built(slices, "list of slices", "items");
         var seq = Py.ToList(v);
         int length = seq.Count;
         long perSlice = length / slices, withExtra = length % slices;
@@ -616,9 +694,17 @@ internal static partial class Builtins
             string e = Uri.EscapeDataString(Py.Str(x));
             return forQs ? e.Replace("%20", "+", StringComparison.Ordinal) : e.Replace("%2F", "/", StringComparison.Ordinal);
         }
-        if (v is string s) return Q(s, false);
+        if (v is not (List<object?> or PyTuple or PyDict or Undefined)) return Q(v, false);
         IEnumerable<object?> pairs = v is PyDict d ? d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])) : Py.Iterate(v);
-        return string.Join("&", pairs.Select(p => { var kv = Py.ToList(p); return Q(kv[0], true) + "=" + Q(kv[1], true); }));
+        return string.Join("&", pairs.Select(p =>
+        {
+            if (p is not (string or List<object?> or PyTuple or PyDict))
+                throw TemplateException.Type($"cannot unpack non-iterable {Py.TypeName(p)} object");
+            var kv = Py.ToList(p);
+            if (kv.Count < 2) throw TemplateException.Value($"not enough values to unpack (expected 2, got {kv.Count})");
+            if (kv.Count > 2) throw TemplateException.Value("too many values to unpack (expected 2)");
+            return Q(kv[0], true) + "=" + Q(kv[1], true);
+        }));
     }
 
     private static bool SameAs(object? a, object? b)
@@ -634,8 +720,41 @@ internal static partial class Builtins
     [GeneratedRegex(@"\w+")]
     private static partial Regex WordRegex();
 
-    [GeneratedRegex(@"(<!--.*?-->|<[^>]*>)", RegexOptions.Singleline)]
-    private static partial Regex StripTagsRegex();
+    /// <summary>
+    /// Removes what the regex <c>(&lt;!--.*?--&gt;|&lt;[^&gt;]*&gt;)</c> (jinja2's striptags) matches, in linear time: the
+    /// regex rescans to the end of the text for every unclosed <c>&lt;</c>, quadratic on hostile input.
+    /// </summary>
+    private static string StripTags(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        int nextGt = -2, nextComment = -2; // cached searches: positions only move forward
+        int i = 0;
+        while (i < s.Length)
+        {
+            int lt = s.IndexOf('<', i);
+            if (lt < 0) break;
+            sb.Append(s, i, lt - i);
+            int end = -1;
+            if (string.CompareOrdinal(s, lt, "<!--", 0, 4) == 0)
+            {
+                if (nextComment != -1 && nextComment < lt + 4) nextComment = s.IndexOf("-->", lt + 4, StringComparison.Ordinal);
+                if (nextComment >= 0) end = nextComment + 3;
+            }
+            if (end < 0)
+            {
+                if (nextGt != -1 && nextGt <= lt) nextGt = s.IndexOf('>', lt + 1);
+                if (nextGt >= 0) end = nextGt + 1;
+            }
+            if (end < 0)
+            {
+                sb.Append('<');
+                i = lt + 1;
+            }
+            else i = end;
+        }
+        if (i < s.Length) sb.Append(s, i, s.Length - i);
+        return sb.ToString();
+    }
 }
 
 /// <summary>Python <c>datetime.strftime</c> (C locale).</summary>

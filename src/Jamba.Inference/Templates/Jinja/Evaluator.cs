@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 
 namespace Jamba.Inference.Templates.Jinja;
@@ -94,11 +95,24 @@ internal sealed class Macro : IPyCallable
     }
 }
 
-/// <summary>Executes a parsed template with jinja2 scoping rules and Python value semantics.</summary>
+/// <summary>
+/// Executes a parsed template with jinja2 scoping rules and Python value semantics, within the budgets of a
+/// <see cref="RenderContext"/>: every statement, expression and loop iteration is a step, output buffers are
+/// bounded, macro and recursive-loop calls are bounded by <see cref="TemplateLimits.MaxRecursionDepth"/>, and
+/// the evaluator stops with a <c>RecursionError</c> before the thread's stack runs out.
+/// </summary>
 internal sealed class Evaluator
 {
-    private const int MaxDepth = 100;
-    private int _depth;
+    private readonly RenderContext _ctx;
+    private readonly TemplateLimits _limits;
+    private int _callDepth;
+    private StringBuilder? _root;
+
+    public Evaluator(RenderContext ctx)
+    {
+        _ctx = ctx;
+        _limits = ctx.Limits;
+    }
 
     private enum Flow
     {
@@ -110,17 +124,14 @@ internal sealed class Evaluator
     public string Render(List<Stmt> body, Scope root)
     {
         var sb = new StringBuilder();
+        _root = sb;
         ExecBlock(body, root, sb);
         return sb.ToString();
     }
 
     internal string RenderMacroBody(Macro macro, Scope scope)
     {
-        if (++_depth > MaxDepth)
-        {
-            _depth = 0;
-            throw new TemplateException("RecursionError", "maximum recursion depth exceeded");
-        }
+        EnterCall();
         try
         {
             var sb = new StringBuilder();
@@ -129,12 +140,40 @@ internal sealed class Evaluator
         }
         finally
         {
-            if (_depth > 0) _depth--;
+            _callDepth--;
         }
+    }
+
+    /// <summary>One more active macro / caller / recursive-loop call (bounded by MaxRecursionDepth).</summary>
+    private void EnterCall()
+    {
+        if (_callDepth >= _limits.MaxRecursionDepth)
+            throw new TemplateException("RecursionError",
+                $"maximum recursion depth exceeded (more than {_limits.MaxRecursionDepth.ToString(CultureInfo.InvariantCulture)} nested macro, caller or recursive loop calls; TemplateLimits.MaxRecursionDepth)");
+        _callDepth++;
+    }
+
+    /// <summary>Appends to an output buffer: the rendered output is bounded by MaxOutputLength, captured output by MaxStringLength.</summary>
+    private void Append(StringBuilder o, string text)
+    {
+        if (text.Length == 0) return;
+        long length = (long)o.Length + text.Length;
+        if (ReferenceEquals(o, _root))
+        {
+            if (length > _limits.MaxOutputLength)
+                throw new TemplateException("OverflowError",
+                    $"rendered output too long: {length.ToString(CultureInfo.InvariantCulture)} characters, more than TemplateLimits.MaxOutputLength ({_limits.MaxOutputLength.ToString(CultureInfo.InvariantCulture)})");
+        }
+        else if (length > _limits.MaxStringLength)
+            throw new TemplateException("OverflowError",
+                $"captured output (macro, call, filter or set block) too long: {length.ToString(CultureInfo.InvariantCulture)} characters, more than TemplateLimits.MaxStringLength ({_limits.MaxStringLength.ToString(CultureInfo.InvariantCulture)})");
+        _ctx.Allocate(text.Length);
+        o.Append(text);
     }
 
     private Flow ExecBlock(List<Stmt> body, Scope scope, StringBuilder o)
     {
+        RenderContext.EnsureStack();
         foreach (var s in body)
         {
             var f = Exec(s, scope, o);
@@ -145,6 +184,7 @@ internal sealed class Evaluator
 
     private Flow Exec(Stmt stmt, Scope scope, StringBuilder o)
     {
+        _ctx.Step();
         try
         {
             return ExecCore(stmt, scope, o);
@@ -165,10 +205,10 @@ internal sealed class Evaluator
         switch (stmt)
         {
             case TextStmt t:
-                o.Append(t.Text);
+                Append(o, t.Text);
                 return Flow.Normal;
             case PrintStmt p:
-                o.Append(Py.Str(Eval(p.Value, scope)));
+                Append(o, Py.Str(Eval(p.Value, scope)));
                 return Flow.Normal;
             case IfStmt i:
                 foreach (var (test, body) in i.Branches)
@@ -198,14 +238,14 @@ internal sealed class Evaluator
                     var func = Eval(cb.Call.Func, scope);
                     var args = EvalArgs(cb.Call.Args, scope);
                     args.Keywords.Add(new("caller", caller));
-                    o.Append(Py.Str(Invoke(func, args)));
+                    Append(o, Py.Str(Invoke(func, args)));
                     return Flow.Normal;
                 }
             case FilterBlockStmt fb:
                 {
                     var buf = new StringBuilder();
                     ExecBlock(fb.Body, new Scope(scope), buf);
-                    o.Append(Py.Str(ApplyFilterChain(fb.Filter, buf.ToString(), scope)));
+                    Append(o, Py.Str(ApplyFilterChain(fb.Filter, buf.ToString(), scope)));
                     return Flow.Normal;
                 }
             case WithStmt w:
@@ -226,6 +266,7 @@ internal sealed class Evaluator
 
     private object? ApplyFilterChain(FilterExpr f, object? value, Scope scope)
     {
+        RenderContext.EnsureStack();
         object? inner = f.Value is FilterExpr prev ? ApplyFilterChain(prev, value, scope) : value;
         return Builtins.CallFilter(this, f.Name, inner, EvalArgs(f.Args, scope));
     }
@@ -238,6 +279,7 @@ internal sealed class Evaluator
             var kept = new List<object?>();
             foreach (var item in items)
             {
+                _ctx.Step();
                 var fs = new Scope(scope);
                 Assign(f.Target, item, fs);
                 if (Py.Truthy(Eval(f.Filter, fs))) kept.Add(item);
@@ -253,13 +295,22 @@ internal sealed class Evaluator
         if (f.Recursive)
             recurse = it =>
             {
-                var buf = new StringBuilder();
-                RunLoop(f, scope, buf, it, depth0 + 1);
-                return buf.ToString();
+                EnterCall();
+                try
+                {
+                    var buf = new StringBuilder();
+                    RunLoop(f, scope, buf, it, depth0 + 1);
+                    return buf.ToString();
+                }
+                finally
+                {
+                    _callDepth--;
+                }
             };
         var loop = new LoopContext(items, depth0, recurse);
         for (int i = 0; i < items.Count; i++)
         {
+            _ctx.Step();
             loop.Index0 = i;
             var iterScope = new Scope(scope);
             Assign(f.Target, items[i], iterScope);
@@ -301,6 +352,8 @@ internal sealed class Evaluator
 
     public object? Eval(Expr e, Scope scope)
     {
+        _ctx.Step();
+        RenderContext.EnsureStack();
         switch (e)
         {
             case ConstExpr c: return c.Value;
@@ -377,9 +430,15 @@ internal sealed class Evaluator
                 }
             case ConcatExpr cc:
                 {
-                    var sb = new StringBuilder();
-                    foreach (var p in cc.Parts) sb.Append(Py.Str(Eval(p, scope)));
-                    return sb.ToString();
+                    var parts = new string[cc.Parts.Count];
+                    long length = 0;
+                    for (int i = 0; i < parts.Length; i++)
+                    {
+                        parts[i] = Py.Str(Eval(cc.Parts[i], scope));
+                        length += parts[i].Length;
+                    }
+                    _ctx.Built(length, "concatenated string");
+                    return string.Concat(parts);
                 }
             case CondExpr ce:
                 if (Py.Truthy(Eval(ce.Test, scope))) return Eval(ce.Then, scope);
@@ -431,7 +490,13 @@ internal sealed class Evaluator
     public object? Invoke(object? func, CallArguments args)
     {
         if (func is Undefined u) throw u.Fail();
-        if (func is IPyCallable c) return c.Call(this, args);
+        if (func is Macro or LoopContext) return ((IPyCallable)func).Call(this, args); // output already counted
+        if (func is IPyCallable c)
+        {
+            var result = c.Call(this, args);
+            if (func is not BoundMethod bm || !ReferenceEquals(result, bm.Target)) _ctx.BuiltValue(result);
+            return result;
+        }
         throw TemplateException.Type($"{Py.Repr(Py.TypeName(func))} object is not callable");
     }
 }

@@ -11,16 +11,27 @@ internal sealed class JinjaTemplate
 
     private JinjaTemplate(List<Stmt> body) => _body = body;
 
-    public static JinjaTemplate Parse(string source) => new(Parser.Parse(source));
+    public static JinjaTemplate Parse(string source, TemplateLimits? limits = null) =>
+        new(Parser.Parse(source, (limits ?? TemplateLimits.Default).MaxNestingDepth));
 
     /// <summary>Renders with the given (already converted) Python values as template variables.</summary>
-    public string Render(IEnumerable<KeyValuePair<string, object?>> variables, Func<DateTime>? now = null)
+    public string Render(IEnumerable<KeyValuePair<string, object?>> variables, Func<DateTime>? now = null,
+        TemplateLimits? limits = null, CancellationToken cancellationToken = default)
     {
+        var ctx = new RenderContext(limits ?? TemplateLimits.Default, cancellationToken);
+        return Render(variables, now, ctx);
+    }
+
+    /// <summary>Renders within the budgets of <paramref name="ctx"/> (which keeps the counts afterwards).</summary>
+    public string Render(IEnumerable<KeyValuePair<string, object?>> variables, Func<DateTime>? now, RenderContext ctx)
+    {
+        ctx.Token.ThrowIfCancellationRequested();
+        using var active = ctx.Activate();
         var globals = new Scope(null);
         Builtins.AddGlobals(globals, now ?? (() => DateTime.Now));
         var context = new Scope(globals);
         foreach (var kv in variables) context.Set(kv.Key, kv.Value);
         var root = new Scope(context);
-        return new Evaluator().Render(_body, root);
+        return new Evaluator(ctx).Render(_body, root);
     }
 }

@@ -331,22 +331,30 @@ internal sealed class Lexer
             while (p < n && (char.IsAsciiDigit(_src[p]) || (_src[p] == '_' && p + 1 < n && char.IsAsciiDigit(_src[p + 1])))) p++;
             return p;
         }
-        // integer prefixes 0b / 0o / 0x
+        // integer prefixes 0b / 0o / 0x: jinja's 0b(_?[01])+ | 0o(_?[0-7])+ | 0x(_?[0-9a-f])+
         if (_src[i] == '0' && i + 1 < n && "bBoOxX".Contains(_src[i + 1]))
         {
             int radix = char.ToLowerInvariant(_src[i + 1]) switch { 'b' => 2, 'o' => 8, _ => 16 };
+            bool IsDigit(int at) => at < n && Uri.IsHexDigit(_src[at]) && Convert.ToInt32(_src[at].ToString(), 16) < radix;
             int p = i + 2;
             var sbDigits = new StringBuilder();
-            while (p < n && (_src[p] == '_' || Uri.IsHexDigit(_src[p])))
+            while (true)
             {
-                if (_src[p] != '_') sbDigits.Append(_src[p]);
-                p++;
+                if (IsDigit(p)) sbDigits.Append(_src[p++]);
+                else if (_src.Length > p && _src[p] == '_' && IsDigit(p + 1)) p++;
+                else break;
             }
-            BigInteger v = 0;
-            foreach (char ch in sbDigits.ToString()) v = v * radix + Convert.ToInt32(ch.ToString(), 16);
-            token = new Token(TokenKind.Integer, _src[i..p], Py.NormalizeInt(v), 0);
-            _pos = p;
-            return true;
+            if (sbDigits.Length > 0)
+            {
+                long bits = (long)sbDigits.Length * (radix == 16 ? 4 : radix == 8 ? 3 : 1);
+                if (bits > RenderContext.MaxIntBits + 4)
+                    throw new TemplateException("OverflowError", $"integer literal too large: about {bits} bits, more than the {RenderContext.MaxIntBits} this renderer computes", LineAt(i));
+                BigInteger v = 0;
+                foreach (char ch in sbDigits.ToString()) v = v * radix + Convert.ToInt32(ch.ToString(), 16);
+                token = new Token(TokenKind.Integer, _src[i..p], Py.NormalizeInt(v), 0);
+                _pos = p;
+                return true;
+            }
         }
         int intEnd = DigitsWithUnderscore(i);
         int end = intEnd;
@@ -371,7 +379,14 @@ internal sealed class Lexer
         if (isFloat)
             token = new Token(TokenKind.Float, text, double.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture), 0);
         else
+        {
+            // Python's int() refuses decimal text over sys.get_int_max_str_digits() (4300) digits.
+            if (text.Length > RenderContext.MaxIntDigits)
+                throw new TemplateException("ValueError",
+                    $"Exceeds the limit ({RenderContext.MaxIntDigits} digits) for integer string conversion: value has {text.Length} digits; use sys.set_int_max_str_digits() to increase the limit",
+                    LineAt(i));
             token = new Token(TokenKind.Integer, text, Py.NormalizeInt(BigInteger.Parse(text, CultureInfo.InvariantCulture)), 0);
+        }
         _pos = end;
         return true;
     }

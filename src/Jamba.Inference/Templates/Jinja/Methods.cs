@@ -48,6 +48,7 @@ internal static class Methods
                     case "next":
                         return new BuiltinFunction("next", (_, _) =>
                         {
+                            if (c.Items.Count == 0) throw new TemplateException("IndexError", "list index out of range");
                             var rv = c.Items[c.Pos];
                             c.Pos = (c.Pos + 1) % c.Items.Count;
                             return rv;
@@ -76,6 +77,15 @@ internal static class Methods
 
     public static object? Invoke(Evaluator ev, object target, string name, CallArguments a)
     {
+        // Every method scans its receiver at most a few times: charge that work up front.
+        var ctx = RenderContext.Current;
+        switch (target)
+        {
+            case string str: ctx.ChargeChars(str.Length); break;
+            case List<object?> list: ctx.Charge(list.Count); break;
+            case PyDict dict: ctx.Charge(dict.Count); break;
+            case PyTuple tuple: ctx.Charge(tuple.Items.Length); break;
+        }
         switch (target)
         {
             case string s: return StrMethod(ev, s, name, a);
@@ -299,6 +309,22 @@ internal static class Methods
     public static string Replace(string s, string old, string @new, long count)
     {
         if (count == 0) return s;
+        var ctx = RenderContext.Current;
+        ctx.ChargeChars(s.Length);
+        if (@new.Length > old.Length)
+        {
+            // Check the grown length before building it ('ab'.replace('', 'x' * 10**6) and the like).
+            long occurrences;
+            if (old.Length == 0) occurrences = Py.StrLen(s) + 1;
+            else
+            {
+                occurrences = 0;
+                for (int k = s.IndexOf(old, StringComparison.Ordinal); k >= 0; k = s.IndexOf(old, k + old.Length, StringComparison.Ordinal))
+                    occurrences++;
+            }
+            if (count >= 0) occurrences = Math.Min(occurrences, count);
+            ctx.Built(s.Length + occurrences * (@new.Length - old.Length), "replaced string");
+        }
         if (old.Length == 0)
         {
             var runes = Py.Runes(s);
@@ -335,12 +361,25 @@ internal static class Methods
         long len = Py.StrLen(s);
         if (width <= len) return s;
         long total = width - len;
+        RenderContext.Current.Built(s.Length + total * fill.Length, "padded string");
         long left = align switch { 0 => 0, 1 => total, _ => total / 2 + (total & width & 1) };
-        var sb = new StringBuilder();
-        for (long i = 0; i < left; i++) sb.Append(fill);
+        var sb = new StringBuilder((int)(s.Length + total * fill.Length));
+        if (fill.Length == 1) sb.Append(fill[0], (int)left);
+        else for (long i = 0; i < left; i++) sb.Append(fill);
         sb.Append(s);
-        for (long i = 0; i < total - left; i++) sb.Append(fill);
+        if (fill.Length == 1) sb.Append(fill[0], (int)(total - left));
+        else for (long i = 0; i < total - left; i++) sb.Append(fill);
         return sb.ToString();
+    }
+
+    /// <summary>The <c>fillchar</c> of center / ljust / rjust: exactly one character (code point).</summary>
+    private static string FillChar(CallArguments a)
+    {
+        var f = a.Get(1, "fillchar", " ");
+        if (f is not string fs)
+            throw TemplateException.Type($"The fill character must be a unicode character, not {Py.TypeName(f)}");
+        if (Py.StrLen(fs) != 1) throw TemplateException.Type("The fill character must be exactly one character long");
+        return fs;
     }
 
     private static object? StrMethod(Evaluator ev, string s, string name, CallArguments a)
@@ -392,12 +431,16 @@ internal static class Methods
             case "join":
                 {
                     var parts = new List<string>();
+                    long length = 0;
                     foreach (var item in Py.Iterate(a.Get(0, "iterable")))
                     {
                         if (item is not string str)
                             throw TemplateException.Type($"sequence item {parts.Count}: expected str instance, {Py.TypeName(item)} found");
+                        if (parts.Count > 0) length += s.Length;
+                        length += str.Length;
                         parts.Add(str);
                     }
+                    RenderContext.Current.Built(length, "joined string");
                     return string.Join(s, parts);
                 }
             case "format": return Format.StrFormat(s, a);
@@ -423,12 +466,13 @@ internal static class Methods
                     long w = IntArg(a.Get(0, "width"));
                     long len = Py.StrLen(s);
                     if (w <= len) return s;
+                    RenderContext.Current.Built(s.Length + (w - len), "zero-filled string");
                     string sign = s.Length > 0 && s[0] is '+' or '-' ? s[..1] : "";
                     return sign + new string('0', (int)(w - len)) + s[sign.Length..];
                 }
-            case "center": return Pad(s, IntArg(a.Get(0, "width")), (string?)a.Get(1, "fillchar", " ") ?? " ", 2);
-            case "ljust": return Pad(s, IntArg(a.Get(0, "width")), (string?)a.Get(1, "fillchar", " ") ?? " ", 0);
-            case "rjust": return Pad(s, IntArg(a.Get(0, "width")), (string?)a.Get(1, "fillchar", " ") ?? " ", 1);
+            case "center": return Pad(s, IntArg(a.Get(0, "width")), FillChar(a), 2);
+            case "ljust": return Pad(s, IntArg(a.Get(0, "width")), FillChar(a), 0);
+            case "rjust": return Pad(s, IntArg(a.Get(0, "width")), FillChar(a), 1);
             case "partition" or "rpartition":
                 {
                     var sep = ArgStr(a.Get(0, "sep"), name);
@@ -450,6 +494,8 @@ internal static class Methods
             case "expandtabs":
                 {
                     long ts = IntArg(a.Get(0, "tabsize", 8L));
+                    long tabs = s.Count(c => c == '\t');
+                    if (tabs > 0 && ts > 0) RenderContext.Current.Built(s.Length + tabs * Math.Min(ts, int.MaxValue), "expanded string");
                     var sb = new StringBuilder();
                     int col = 0;
                     foreach (char c in s)
@@ -471,7 +517,8 @@ internal static class Methods
     public static long IntArg(object? o)
     {
         if (o is Undefined u) throw u.Fail();
-        if (Py.IsInt(o)) return (long)Py.ToBig(o);
+        if (o is long l) return l;
+        if (Py.IsInt(o)) return Py.ToSsize(o);
         throw TemplateException.Type($"{Py.Repr(Py.TypeName(o))} object cannot be interpreted as an integer");
     }
 }
@@ -479,7 +526,42 @@ internal static class Methods
 /// <summary>Python string formatting: <c>str % args</c> and <c>str.format</c>.</summary>
 internal static class Format
 {
+    /// <summary>
+    /// A width or precision written in a format string: Python's ValueError <paramref name="tooBig"/> past
+    /// <c>Py_ssize_t</c>, and an OverflowError past <see cref="TemplateLimits.MaxStringLength"/> (the padded
+    /// text would be too long), checked before anything is padded.
+    /// </summary>
+    public static int ParseCount(string digits, string tooBig, string what)
+    {
+        string t = digits.TrimStart('0');
+        if (t.Length > 18) throw TemplateException.Value(tooBig);
+        long v = t.Length == 0 ? 0 : long.Parse(t, CultureInfo.InvariantCulture);
+        return CheckCount(v, what);
+    }
+
+    /// <summary>Bounds a width or precision by <see cref="TemplateLimits.MaxStringLength"/>.</summary>
+    public static int CheckCount(long v, string what)
+    {
+        int max = RenderContext.Current.Limits.MaxStringLength;
+        if (v > max)
+            throw new TemplateException("OverflowError",
+                $"format {what} too large: {v.ToString(CultureInfo.InvariantCulture)}, more than TemplateLimits.MaxStringLength ({max.ToString(CultureInfo.InvariantCulture)})");
+        return (int)v;
+    }
+
+    private static void CheckBuilt(StringBuilder sb)
+    {
+        if (sb.Length > RenderContext.Current.Limits.MaxStringLength) RenderContext.Current.Built(sb.Length, "formatted string");
+    }
+
     public static string Percent(string fmt, object? args)
+    {
+        string result = PercentCore(fmt, args);
+        RenderContext.Current.Built(result.Length, "formatted string");
+        return result;
+    }
+
+    private static string PercentCore(string fmt, object? args)
     {
         var positional = args is PyTuple t ? t.Items : [args];
         PyDict? mapping = args as PyDict;
@@ -514,20 +596,38 @@ internal static class Format
             string flags = "";
             while (i < fmt.Length && "-+ #0".Contains(fmt[i])) flags += fmt[i++];
             int? width = null;
-            if (i < fmt.Length && fmt[i] == '*') { width = (int)Methods.IntArg(Next()); i++; }
+            if (i < fmt.Length && fmt[i] == '*')
+            {
+                var wv = Next();
+                if (!Py.IsInt(wv)) throw TemplateException.Type("* wants int");
+                long w = Methods.IntArg(wv);
+                if (w < 0) { flags += "-"; w = -w; }
+                width = CheckCount(w, "width");
+                i++;
+            }
             else
             {
                 int ws = i;
-                while (i < fmt.Length && char.IsDigit(fmt[i])) i++;
-                if (i > ws) width = int.Parse(fmt[ws..i], CultureInfo.InvariantCulture);
+                while (i < fmt.Length && char.IsAsciiDigit(fmt[i])) i++;
+                if (i > ws) width = ParseCount(fmt[ws..i], "width too big", "width");
             }
             int? prec = null;
             if (i < fmt.Length && fmt[i] == '.')
             {
                 i++;
-                int ps = i;
-                while (i < fmt.Length && char.IsDigit(fmt[i])) i++;
-                prec = i > ps ? int.Parse(fmt[ps..i], CultureInfo.InvariantCulture) : 0;
+                if (i < fmt.Length && fmt[i] == '*')
+                {
+                    var pv = Next();
+                    if (!Py.IsInt(pv)) throw TemplateException.Type("* wants int");
+                    prec = CheckCount(Math.Max(0, Methods.IntArg(pv)), "precision");
+                    i++;
+                }
+                else
+                {
+                    int ps = i;
+                    while (i < fmt.Length && char.IsAsciiDigit(fmt[i])) i++;
+                    prec = i > ps ? ParseCount(fmt[ps..i], "precision too big", "precision") : 0;
+                }
             }
             if (i >= fmt.Length) throw TemplateException.Value("incomplete format");
             char conv = fmt[i++];
@@ -540,7 +640,7 @@ internal static class Format
                 'd' or 'i' or 'u' => FormatSpec.IntString(ToIntForFormat(value), flags.Contains('+') ? "+" : flags.Contains(' ') ? " " : "-"),
                 'f' or 'F' or 'e' or 'E' or 'g' or 'G' => FormatSpec.FloatString(ToFloatForFormat(value), conv, prec ?? 6, flags.Contains('+') ? "+" : flags.Contains(' ') ? " " : "-", flags.Contains('#')),
                 'x' or 'X' or 'o' => FormatSpec.Radix(ToIntForFormat(value), conv, flags.Contains('#')),
-                'c' => value is string cs ? cs : char.ConvertFromUtf32((int)Methods.IntArg(value)),
+                'c' => PercentChar(value),
                 _ => throw TemplateException.Value($"unsupported format character {Py.Repr(conv.ToString())}"),
             };
             if (conv is 's' or 'r' or 'a' && prec != null && body.Length > prec) body = body[..prec.Value];
@@ -555,15 +655,35 @@ internal static class Format
                 else body = body.PadLeft(width.Value);
             }
             sb.Append(body);
+            CheckBuilt(sb);
         }
         if (!usedMapping && mapping == null && argi < positional.Length)
             throw TemplateException.Type("not all arguments converted during string formatting");
         return sb.ToString();
     }
 
+    private static string PercentChar(object? value)
+    {
+        if (value is string cs)
+        {
+            if (Py.StrLen(cs) != 1) throw TemplateException.Type("%c requires int or char");
+            return cs;
+        }
+        if (!Py.IsInt(value)) throw TemplateException.Type("%c requires int or char");
+        var v = Py.ToBig(value);
+        if (v < 0 || v > 0x10FFFF) throw new TemplateException("OverflowError", "%c arg not in range(0x110000)");
+        int cp = (int)v;
+        return cp is >= 0xD800 and <= 0xDFFF ? ((char)cp).ToString() : char.ConvertFromUtf32(cp);
+    }
+
     private static System.Numerics.BigInteger ToIntForFormat(object? v)
     {
-        if (v is double d) return new System.Numerics.BigInteger(Math.Truncate(d));
+        if (v is double d)
+        {
+            if (double.IsNaN(d)) throw TemplateException.Value("cannot convert float NaN to integer");
+            if (double.IsInfinity(d)) throw new TemplateException("OverflowError", "cannot convert float infinity to integer");
+            return new System.Numerics.BigInteger(Math.Truncate(d));
+        }
         if (Py.IsInt(v)) return Py.ToBig(v);
         throw TemplateException.Type($"%d format: a real number is required, not {Py.TypeName(v)}");
     }
@@ -576,8 +696,16 @@ internal static class Format
 
     public static string StrFormat(string fmt, CallArguments a)
     {
-        var sb = new StringBuilder();
         int auto = 0;
+        string result = StrFormat(fmt, a, 2, ref auto);
+        RenderContext.Current.Built(result.Length, "formatted string");
+        return result;
+    }
+
+    private static string StrFormat(string fmt, CallArguments a, int recursionLeft, ref int auto)
+    {
+        if (recursionLeft <= 0) throw TemplateException.Value("Max string recursion exceeded");
+        var sb = new StringBuilder();
         int i = 0;
         while (i < fmt.Length)
         {
@@ -600,18 +728,26 @@ internal static class Format
                 int colon = field.IndexOf(':');
                 if (colon >= 0) { spec = field[(colon + 1)..]; field = field[..colon]; }
                 int bang = field.IndexOf('!');
-                if (bang >= 0) { conversion = field[bang + 1]; field = field[..bang]; }
+                if (bang >= 0)
+                {
+                    if (bang + 1 >= field.Length) throw TemplateException.Value("unmatched '{' in format spec");
+                    if (bang + 2 < field.Length) throw TemplateException.Value("expected ':' after conversion specifier");
+                    conversion = field[bang + 1];
+                    if (conversion is not ('r' or 's' or 'a'))
+                        throw TemplateException.Value($"Unknown conversion specifier {conversion}");
+                    field = field[..bang];
+                }
                 // field name: arg_name ("." attr | "[" key "]")*
                 int endName = 0;
                 while (endName < field.Length && field[endName] != '.' && field[endName] != '[') endName++;
                 string argName = field[..endName];
                 object? value;
                 if (argName.Length == 0) value = a.Get(auto++, "\0", null, out bool f1) is var v1 && f1 ? v1 : throw new TemplateException("IndexError", "Replacement index out of range for positional args tuple");
-                else if (argName.All(char.IsDigit))
+                else if (argName.All(char.IsAsciiDigit))
                 {
-                    int idx = int.Parse(argName, CultureInfo.InvariantCulture);
-                    if (idx >= a.Positional.Count) throw new TemplateException("IndexError", "Replacement index out of range for positional args tuple");
-                    value = a.Positional[idx];
+                    if (argName.Length > 9 || int.Parse(argName, CultureInfo.InvariantCulture) >= a.Positional.Count)
+                        throw new TemplateException("IndexError", "Replacement index out of range for positional args tuple");
+                    value = a.Positional[int.Parse(argName, CultureInfo.InvariantCulture)];
                 }
                 else
                 {
@@ -625,21 +761,27 @@ internal static class Format
                     {
                         int e = 1;
                         while (e < rest.Length && rest[e] != '.' && rest[e] != '[') e++;
+                        if (e == 1) throw TemplateException.Value("Empty attribute in format string");
                         value = Py.GetAttr(value, rest[1..e]);
                         rest = rest[e..];
                     }
                     else
                     {
                         int e = rest.IndexOf(']');
+                        if (e < 0) throw TemplateException.Value("Missing ']' in format string");
                         string key = rest[1..e];
-                        value = Py.GetItem(value, key.All(char.IsDigit) && key.Length > 0 ? long.Parse(key, CultureInfo.InvariantCulture) : key);
+                        if (key.Length == 0) throw TemplateException.Value("Empty attribute in format string");
+                        value = Py.GetItem(value, key.All(char.IsAsciiDigit) && key.Length <= 18 ? long.Parse(key, CultureInfo.InvariantCulture) : key);
                         rest = rest[(e + 1)..];
+                        if (rest.Length > 0 && rest[0] is not ('.' or '['))
+                            throw TemplateException.Value("Only '.' or '[' may follow ']' in format field specifier");
                     }
                 }
                 if (conversion == 'r' || conversion == 'a') value = Py.Repr(value);
                 else if (conversion == 's') value = Py.Str(value);
-                if (spec != null && spec.Contains('{')) spec = StrFormat(spec, a);
+                if (spec != null && spec.Contains('{')) spec = StrFormat(spec, a, recursionLeft - 1, ref auto);
                 sb.Append(FormatSpec.Apply(value, spec ?? ""));
+                CheckBuilt(sb);
                 continue;
             }
             if (c == '}')
@@ -672,8 +814,8 @@ internal static class FormatSpec
         if (i < spec.Length && spec[i] == '#') { alt = true; i++; }
         if (i < spec.Length && spec[i] == '0') { if (align == null) { fill = '0'; align = '='; } i++; }
         int ws = i;
-        while (i < spec.Length && char.IsDigit(spec[i])) i++;
-        int width = i > ws ? int.Parse(spec[ws..i], CultureInfo.InvariantCulture) : 0;
+        while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
+        int width = i > ws ? Format.ParseCount(spec[ws..i], "Too many decimal digits in format string", "width") : 0;
         bool comma = false;
         if (i < spec.Length && spec[i] is ',' or '_') { comma = true; i++; }
         int? prec = null;
@@ -681,8 +823,9 @@ internal static class FormatSpec
         {
             i++;
             int ps = i;
-            while (i < spec.Length && char.IsDigit(spec[i])) i++;
-            prec = int.Parse(spec[ps..i], CultureInfo.InvariantCulture);
+            while (i < spec.Length && char.IsAsciiDigit(spec[i])) i++;
+            if (i == ps) throw TemplateException.Value("Format specifier missing precision");
+            prec = Format.ParseCount(spec[ps..i], "Too many decimal digits in format string", "precision");
         }
         char type = i < spec.Length ? spec[i] : '\0';
         string body;
@@ -695,7 +838,16 @@ internal static class FormatSpec
         }
         else if (numeric)
         {
-            if (type is 'd' or 'n' || (type == '\0' && Py.IsInt(value) && value is not bool))
+            string allowed = value is double ? "eEfFgGn%" : "bcdeEfFgGnoxX%";
+            if (type != '\0' && !allowed.Contains(type))
+                throw TemplateException.Value($"Unknown format code '{type}' for object of type '{Py.TypeName(value)}'");
+            if (type == 'c')
+            {
+                var cp = Py.ToBig(value);
+                if (cp < 0 || cp > 0x10FFFF) throw new TemplateException("OverflowError", "%c arg not in range(0x110000)");
+                body = (int)cp is >= 0xD800 and <= 0xDFFF ? ((char)(int)cp).ToString() : char.ConvertFromUtf32((int)cp);
+            }
+            else if (type is 'd' or 'n' || (type == '\0' && Py.IsInt(value) && prec == null))
             {
                 if (value is double) throw TemplateException.Value("Unknown format code 'd' for object of type 'float'");
                 body = IntString(Py.ToBig(value), sign);
@@ -714,8 +866,8 @@ internal static class FormatSpec
         }
         else
         {
-            body = Py.Str(value);
-            align ??= '<';
+            // object.__format__ accepts only an empty spec.
+            throw TemplateException.Type($"unsupported format string passed to {Py.TypeName(value)}.__format__");
         }
         if (body.Length >= width) return body;
         int pad = width - body.Length;
@@ -744,7 +896,7 @@ internal static class FormatSpec
     }
 
     public static string IntString(System.Numerics.BigInteger v, string sign) =>
-        (v.Sign < 0 ? "-" : sign == "-" ? "" : sign) + System.Numerics.BigInteger.Abs(v).ToString(CultureInfo.InvariantCulture);
+        (v.Sign < 0 ? "-" : sign == "-" ? "" : sign) + Py.IntToDecimal(System.Numerics.BigInteger.Abs(v));
 
     public static string Radix(System.Numerics.BigInteger v, char type, bool alt)
     {

@@ -1,6 +1,14 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+
 namespace Jamba.Inference.Templates.Jinja;
 
-/// <summary>Recursive-descent parser mirroring <c>jinja2.parser.Parser</c>.</summary>
+/// <summary>
+/// Recursive-descent parser mirroring <c>jinja2.parser.Parser</c>. Nesting is bounded by
+/// <see cref="TemplateLimits.MaxNestingDepth"/>: the recursion depth of the parser itself (blocks, brackets,
+/// unary operators, conditional expressions) and the height of every expression tree it builds (chains such
+/// as <c>a + b + c</c> or <c>a.b.c</c> are parsed in a loop but evaluated recursively).
+/// </summary>
 internal sealed class Parser
 {
     private static readonly HashSet<string> CompareOps = ["==", "!=", "<", "<=", ">", ">="];
@@ -9,13 +17,41 @@ internal sealed class Parser
     private int _i;
     private readonly Stack<HashSet<string>> _macroNames = new();
     private readonly Stack<string> _openBlocks = new();
+    private readonly int _maxDepth;
+    private int _depth;
 
-    public Parser(List<Token> tokens) => _tokens = tokens;
-
-    public static List<Stmt> Parse(string source)
+    public Parser(List<Token> tokens, int maxDepth = TemplateLimits.DefaultMaxNestingDepth)
     {
-        var parser = new Parser(new Lexer(source).Tokenize());
+        _tokens = tokens;
+        _maxDepth = maxDepth;
+    }
+
+    public static List<Stmt> Parse(string source, int maxDepth = TemplateLimits.DefaultMaxNestingDepth)
+    {
+        var parser = new Parser(new Lexer(source).Tokenize(), maxDepth);
         return parser.Subparse(null);
+    }
+
+    // ------------------------------------------------------------------ nesting limit
+
+    private TemplateException TooDeep(int line) =>
+        TemplateException.Syntax($"template nesting too deep: more than {_maxDepth.ToString(CultureInfo.InvariantCulture)} levels (TemplateLimits.MaxNestingDepth)", line);
+
+    /// <summary>Enters one level of recursive parsing; pair with <see cref="Leave"/>.</summary>
+    private void Enter()
+    {
+        if (++_depth > _maxDepth) throw TooDeep(Current.Line);
+        if (!RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw Fail("template nesting too deep for the thread's stack");
+    }
+
+    private void Leave() => _depth--;
+
+    /// <summary>Rejects an expression tree higher than the nesting limit (the evaluator recurses over it).</summary>
+    private T Bounded<T>(T e) where T : Expr
+    {
+        if (e.Height > _maxDepth) throw TooDeep(e.Line);
+        return e;
     }
 
     // ------------------------------------------------------------------ token stream
@@ -128,6 +164,19 @@ internal sealed class Parser
 
     private Stmt ParseStatement()
     {
+        Enter();
+        try
+        {
+            return ParseStatementCore();
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    private Stmt ParseStatementCore()
+    {
         var token = Current;
         if (token.Kind != TokenKind.Name) throw Fail("tag name expected");
         _openBlocks.Push(token.Text);
@@ -216,7 +265,7 @@ internal sealed class Parser
         int line = Next().Line;
         var target = ParseAssignTarget(withNamespace: true);
         if (SkipOp("=")) return new SetStmt(target, ParseTuple(), line);
-        FilterExpr? filter = Current.IsOp("|") ? (FilterExpr?)ParseFilter(null, false) : null;
+        FilterExpr? filter = Current.IsOp("|") ? Bounded((FilterExpr)ParseFilter(null, false)!) : null;
         var body = ParseStatements(["endset"], true);
         return new SetBlockStmt(target, filter, body, line);
     }
@@ -266,7 +315,7 @@ internal sealed class Parser
     private Stmt ParseFilterBlock()
     {
         int line = Next().Line;
-        var filter = (FilterExpr)ParseFilter(null, true)!;
+        var filter = Bounded((FilterExpr)ParseFilter(null, true)!);
         var body = ParseStatements(["endfilter"], true);
         return new FilterBlockStmt(filter, body, line);
     }
@@ -337,10 +386,10 @@ internal sealed class Parser
             if (args.Count > 0) return args[0];
             if (!explicitParens) throw Fail($"Expected an expression, got {Py.Repr(Current.Describe())}");
         }
-        return new TupleExpr(args, line);
+        return Bounded(new TupleExpr(args, line));
     }
 
-    private Expr ParseExpression(bool withCondExpr = true) => withCondExpr ? ParseCondExpr() : ParseOr();
+    private Expr ParseExpression(bool withCondExpr = true) => Bounded(withCondExpr ? ParseCondExpr() : ParseOr());
 
     private Expr ParseCondExpr()
     {
@@ -349,7 +398,19 @@ internal sealed class Parser
         while (SkipName("if"))
         {
             var expr2 = ParseOr();
-            Expr? expr3 = SkipName("else") ? ParseCondExpr() : null;
+            Expr? expr3 = null;
+            if (SkipName("else"))
+            {
+                Enter();
+                try
+                {
+                    expr3 = ParseCondExpr();
+                }
+                finally
+                {
+                    Leave();
+                }
+            }
             expr1 = new CondExpr(expr2, expr1, expr3, line);
             line = Current.Line;
         }
@@ -377,7 +438,15 @@ internal sealed class Parser
         if (Current.IsName("not"))
         {
             int line = Next().Line;
-            return new UnaryExpr("not", ParseNot(), line);
+            Enter();
+            try
+            {
+                return new UnaryExpr("not", ParseNot(), line);
+            }
+            finally
+            {
+                Leave();
+            }
         }
         return ParseCompare();
     }
@@ -448,6 +517,19 @@ internal sealed class Parser
 
     private Expr ParseUnary(bool withFilter = true)
     {
+        Enter();
+        try
+        {
+            return ParseUnaryCore(withFilter);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    private Expr ParseUnaryCore(bool withFilter)
+    {
         int line = Current.Line;
         Expr node;
         if (SkipOp("-")) node = new UnaryExpr("-", ParseUnary(false), line);
@@ -482,8 +564,10 @@ internal sealed class Parser
                 {
                     Next();
                     var s = (string)token.Value!;
-                    while (Current.Kind == TokenKind.String) s += (string)Next().Value!;
-                    return new ConstExpr(s, token.Line);
+                    if (Current.Kind != TokenKind.String) return new ConstExpr(s, token.Line);
+                    var sb = new System.Text.StringBuilder(s); // adjacent literals concatenate (linear time)
+                    while (Current.Kind == TokenKind.String) sb.Append((string)Next().Value!);
+                    return new ConstExpr(sb.ToString(), token.Line);
                 }
             case TokenKind.Integer or TokenKind.Float:
                 Next();

@@ -72,65 +72,137 @@ internal static class Py
 
     public static string Repr(object? o)
     {
+        switch (o)
+        {
+            case null: return "None";
+            case bool b: return b ? "True" : "False";
+            case long l: return l.ToString(CultureInfo.InvariantCulture);
+        }
         var sb = new StringBuilder();
-        AppendRepr(sb, o);
+        AppendRepr(sb, o, 0, null);
         return sb.ToString();
     }
 
-    private static void AppendRepr(StringBuilder sb, object? o)
+    /// <summary>
+    /// Python repr. Like CPython, a list, dict or namespace met again while it is being printed prints as
+    /// <c>[...]</c>, <c>{...}</c> or <c>&lt;Namespace {...}&gt;</c>; nesting deeper than
+    /// <see cref="RenderContext.MaxValueDepth"/> is a RecursionError, and the text is bounded by
+    /// <see cref="TemplateLimits.MaxStringLength"/> (a list holding one long string many times).
+    /// </summary>
+    private static void AppendRepr(StringBuilder sb, object? o, int depth, HashSet<object>? active)
     {
         switch (o)
         {
-            case null: sb.Append("None"); break;
-            case bool b: sb.Append(b ? "True" : "False"); break;
-            case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); break;
-            case BigInteger bi: sb.Append(bi.ToString(CultureInfo.InvariantCulture)); break;
-            case double d: sb.Append(FloatRepr(d)); break;
-            case string s: AppendStringRepr(sb, s); break;
-            case List<object?> list:
-                sb.Append('[');
-                for (int i = 0; i < list.Count; i++)
-                {
-                    if (i > 0) sb.Append(", ");
-                    AppendRepr(sb, list[i]);
-                }
-                sb.Append(']');
+            case null: sb.Append("None"); return;
+            case bool b: sb.Append(b ? "True" : "False"); return;
+            case long l: sb.Append(l.ToString(CultureInfo.InvariantCulture)); return;
+            case BigInteger bi: sb.Append(IntToDecimal(bi)); CheckReprLength(sb); return;
+            case double d: sb.Append(FloatRepr(d)); return;
+            case string s:
+                if ((long)sb.Length + s.Length > RenderContext.Current.Limits.MaxStringLength) CheckReprLength(sb, s.Length);
+                AppendStringRepr(sb, s);
+                CheckReprLength(sb);
+                return;
+            case List<object?> or PyTuple or PyDict or Namespace:
                 break;
-            case PyTuple t:
-                sb.Append('(');
-                for (int i = 0; i < t.Items.Length; i++)
-                {
-                    if (i > 0) sb.Append(", ");
-                    AppendRepr(sb, t.Items[i]);
-                }
-                if (t.Items.Length == 1) sb.Append(',');
-                sb.Append(')');
-                break;
-            case PyDict d:
-                sb.Append('{');
-                bool first = true;
-                foreach (var kv in d)
-                {
-                    if (!first) sb.Append(", ");
-                    first = false;
-                    AppendRepr(sb, kv.Key);
-                    sb.Append(": ");
-                    AppendRepr(sb, kv.Value);
-                }
-                sb.Append('}');
-                break;
+            default:
+                AppendLeafRepr(sb, o);
+                return;
+        }
+        RenderContext.EnsureValueDepth(depth, " while getting the repr of an object");
+        active ??= new HashSet<object>(ReferenceEqualityComparer.Instance);
+        if (o is not PyTuple && !active.Add(o))
+        {
+            sb.Append(o switch { List<object?> => "[...]", PyDict => "{...}", _ => "<Namespace {...}>" });
+            return;
+        }
+        var ctx = RenderContext.Current;
+        try
+        {
+            switch (o)
+            {
+                case List<object?> list:
+                    ctx.Charge(list.Count);
+                    sb.Append('[');
+                    for (int i = 0; i < list.Count; i++)
+                    {
+                        if (i > 0) sb.Append(", ");
+                        AppendRepr(sb, list[i], depth + 1, active);
+                    }
+                    sb.Append(']');
+                    break;
+                case PyTuple t:
+                    ctx.Charge(t.Items.Length);
+                    sb.Append('(');
+                    for (int i = 0; i < t.Items.Length; i++)
+                    {
+                        if (i > 0) sb.Append(", ");
+                        AppendRepr(sb, t.Items[i], depth + 1, active);
+                    }
+                    if (t.Items.Length == 1) sb.Append(',');
+                    sb.Append(')');
+                    break;
+                case PyDict d:
+                    ctx.Charge(d.Count);
+                    sb.Append('{');
+                    bool first = true;
+                    foreach (var kv in d)
+                    {
+                        if (!first) sb.Append(", ");
+                        first = false;
+                        AppendRepr(sb, kv.Key, depth + 1, active);
+                        sb.Append(": ");
+                        AppendRepr(sb, kv.Value, depth + 1, active);
+                    }
+                    sb.Append('}');
+                    break;
+                case Namespace ns:
+                    ctx.Charge(ns.Order.Count);
+                    sb.Append("<Namespace {");
+                    for (int i = 0; i < ns.Order.Count; i++)
+                    {
+                        if (i > 0) sb.Append(", ");
+                        AppendStringRepr(sb, ns.Order[i]);
+                        sb.Append(": ");
+                        AppendRepr(sb, ns.Attrs[ns.Order[i]], depth + 1, active);
+                    }
+                    sb.Append("}>");
+                    break;
+            }
+        }
+        finally
+        {
+            if (o is not PyTuple) active.Remove(o);
+        }
+    }
+
+    private static void CheckReprLength(StringBuilder sb, long extra = 0)
+    {
+        long length = sb.Length + extra;
+        if (length > RenderContext.Current.Limits.MaxStringLength) RenderContext.Current.Built(length, "repr of a value");
+    }
+
+    /// <summary>Decimal text of an int; CPython (3.11+) refuses more than 4300 digits.</summary>
+    public static string IntToDecimal(BigInteger v)
+    {
+        long bits = RenderContext.BitLength(v);
+        if (bits > 64) RenderContext.Current.CheckIntBits(bits);
+        // 4300 decimal digits need at least 14282 bits; cheaper than converting first.
+        if (RenderContext.BitLength(v) > 14280)
+        {
+            string text = BigInteger.Abs(v).ToString(CultureInfo.InvariantCulture);
+            if (text.Length > RenderContext.MaxIntDigits)
+                throw TemplateException.Value($"Exceeds the limit ({RenderContext.MaxIntDigits} digits) for integer string conversion; use sys.set_int_max_str_digits() to increase the limit");
+            return v.Sign < 0 ? "-" + text : text;
+        }
+        return v.ToString(CultureInfo.InvariantCulture);
+    }
+
+    private static void AppendLeafRepr(StringBuilder sb, object? o)
+    {
+        switch (o)
+        {
             case Undefined: sb.Append("Undefined"); break;
-            case Namespace ns:
-                sb.Append("<Namespace {");
-                for (int i = 0; i < ns.Order.Count; i++)
-                {
-                    if (i > 0) sb.Append(", ");
-                    AppendStringRepr(sb, ns.Order[i]);
-                    sb.Append(": ");
-                    AppendRepr(sb, ns.Attrs[ns.Order[i]]);
-                }
-                sb.Append("}>");
-                break;
             case Macro m: sb.Append("<Macro ").Append(Repr(m.Name)).Append('>'); break;
             case LoopContext lc: sb.Append("<LoopContext ").Append(lc.Index0 + 1).Append('/').Append(lc.Items.Count).Append('>'); break;
             case BoundMethod bm: sb.Append("<built-in method ").Append(bm.Name).Append(" of ").Append(TypeName(bm.Target)).Append(" object>"); break;
@@ -215,6 +287,25 @@ internal static class Py
     public static object NormalizeInt(BigInteger v) =>
         v >= long.MinValue && v <= long.MaxValue ? (long)v : v;
 
+    /// <summary>An arithmetic result: bounded to <see cref="RenderContext.MaxIntBits"/> bits.</summary>
+    private static object IntResult(BigInteger v)
+    {
+        if (v >= long.MinValue && v <= long.MaxValue) return (long)v;
+        RenderContext.Current.CheckIntBits(RenderContext.BitLength(v));
+        return v;
+    }
+
+    /// <summary>
+    /// An int used as a size or index (Python's <c>Py_ssize_t</c>); beyond 64 bits, Python's OverflowError
+    /// <paramref name="overflowMessage"/>.
+    /// </summary>
+    public static long ToSsize(object? o, string overflowMessage = "Python int too large to convert to C ssize_t")
+    {
+        var v = ToBig(o);
+        if (v < long.MinValue || v > long.MaxValue) throw new TemplateException("OverflowError", overflowMessage);
+        return (long)v;
+    }
+
     public static BigInteger ToBig(object? o) => o switch
     {
         bool b => b ? 1 : 0,
@@ -252,19 +343,24 @@ internal static class Py
                 long r = unchecked(x + y);
                 if (((x ^ r) & (y ^ r)) >= 0) return r;
             }
-            return NormalizeInt(ToBig(a) + ToBig(b));
+            return IntResult(ToBig(a) + ToBig(b));
         }
         switch (a)
         {
-            case string sa when b is string sb: return sa + sb;
+            case string sa when b is string sb:
+                RenderContext.Current.Built((long)sa.Length + sb.Length, "concatenated string");
+                return sa + sb;
             case string: throw TemplateException.Type($"can only concatenate str (not {Quote2(TypeName(b))}) to str");
             case List<object?> la when b is List<object?> lb:
+                RenderContext.Current.Built((long)la.Count + lb.Count, "concatenated list", "items");
                 var res = new List<object?>(la.Count + lb.Count);
                 res.AddRange(la);
                 res.AddRange(lb);
                 return res;
             case List<object?>: throw TemplateException.Type($"can only concatenate list (not {Quote2(TypeName(b))}) to list");
-            case PyTuple ta when b is PyTuple tb: return new PyTuple([.. ta.Items, .. tb.Items]);
+            case PyTuple ta when b is PyTuple tb:
+                RenderContext.Current.Built((long)ta.Items.Length + tb.Items.Length, "concatenated tuple", "items");
+                return new PyTuple([.. ta.Items, .. tb.Items]);
             case PyTuple: throw TemplateException.Type($"can only concatenate tuple (not {Quote2(TypeName(b))}) to tuple");
         }
         throw Unsupported("+", a, b);
@@ -278,7 +374,7 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) - ToDouble(b);
-            return NormalizeInt(ToBig(a) - ToBig(b));
+            return IntResult(ToBig(a) - ToBig(b));
         }
         throw Unsupported("-", a, b);
     }
@@ -289,30 +385,55 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) * ToDouble(b);
-            return NormalizeInt(ToBig(a) * ToBig(b));
+            if (a is long x && b is long y)
+            {
+                long r = unchecked(x * y);
+                if (Math.BigMul(x, y, out long low) == (low < 0 ? -1 : 0) && low == r) return r;
+            }
+            var ba = ToBig(a);
+            var bb = ToBig(b);
+            RenderContext.Current.CheckIntBits(RenderContext.BitLength(ba) + RenderContext.BitLength(bb) - 1);
+            return IntResult(ba * bb);
         }
-        if (IsInt(b) && a is string or List<object?> or PyTuple) return Repeat(a, (long)ToBig(b));
-        if (IsInt(a) && b is string or List<object?> or PyTuple) return Repeat(b, (long)ToBig(a));
+        if (IsInt(b) && a is string or List<object?> or PyTuple) return Repeat(a, ToSsize(b, "cannot fit 'int' into an index-sized integer"));
+        if (IsInt(a) && b is string or List<object?> or PyTuple) return Repeat(b, ToSsize(a, "cannot fit 'int' into an index-sized integer"));
         throw Unsupported("*", a, b);
     }
 
     private static object Repeat(object? seq, long n)
     {
         if (n < 0) n = 0;
+        var ctx = RenderContext.Current;
         switch (seq)
         {
             case string s:
-                var sb = new StringBuilder();
-                for (long i = 0; i < n; i++) sb.Append(s);
-                return sb.ToString();
+                {
+                    if (n == 0 || s.Length == 0) return "";
+                    if (n == 1) return s;
+                    long total = n > long.MaxValue / s.Length ? long.MaxValue : n * s.Length;
+                    ctx.Built(total, "repeated string");
+                    var sb = new StringBuilder((int)total);
+                    for (long i = 0; i < n; i++) sb.Append(s);
+                    return sb.ToString();
+                }
             case List<object?> l:
-                var r = new List<object?>();
-                for (long i = 0; i < n; i++) r.AddRange(l);
-                return r;
+                {
+                    if (n == 0 || l.Count == 0) return new List<object?>();
+                    long total = n > long.MaxValue / l.Count ? long.MaxValue : n * l.Count;
+                    ctx.Built(total, "repeated list", "items");
+                    var r = new List<object?>((int)total);
+                    for (long i = 0; i < n; i++) r.AddRange(l);
+                    return r;
+                }
             case PyTuple t:
-                var rt = new List<object?>();
-                for (long i = 0; i < n; i++) rt.AddRange(t.Items);
-                return new PyTuple(rt.ToArray());
+                {
+                    if (n == 0 || t.Items.Length == 0) return new PyTuple([]);
+                    long total = n > long.MaxValue / t.Items.Length ? long.MaxValue : n * t.Items.Length;
+                    ctx.Built(total, "repeated tuple", "items");
+                    var rt = new List<object?>((int)total);
+                    for (long i = 0; i < n; i++) rt.AddRange(t.Items);
+                    return new PyTuple(rt.ToArray());
+                }
         }
         throw new InvalidOperationException();
     }
@@ -342,9 +463,11 @@ internal static class Py
             }
             var bb = ToBig(b);
             if (bb.IsZero) throw new TemplateException("ZeroDivisionError", "integer division or modulo by zero");
-            var q = BigInteger.DivRem(ToBig(a), bb, out var rem);
+            var ba = ToBig(a);
+            RenderContext.Current.CheckIntBits(RenderContext.BitLength(ba));
+            var q = BigInteger.DivRem(ba, bb, out var rem);
             if (!rem.IsZero && (rem.Sign < 0) != (bb.Sign < 0)) q -= 1;
-            return NormalizeInt(q);
+            return IntResult(q);
         }
         throw Unsupported("//", a, b);
     }
@@ -378,7 +501,17 @@ internal static class Py
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double || ToBig(b).Sign < 0) return Math.Pow(ToDouble(a), ToDouble(b));
-            return NormalizeInt(BigInteger.Pow(ToBig(a), (int)ToBig(b)));
+            var bas = ToBig(a);
+            var exp = ToBig(b);
+            if (exp.IsZero) return 1L;
+            if (bas.IsZero || bas.IsOne || bas == BigInteger.MinusOne)
+                return bas.IsZero ? 0L : bas.IsOne || exp.IsEven ? 1L : -1L;
+            // |a| >= 2, so the result has at least (bits(a) - 1) * b + 1 bits: refuse before computing it.
+            long baseBits = RenderContext.BitLength(bas);
+            if (exp > RenderContext.MaxIntBits || (baseBits - 1) * (long)exp + 1 > RenderContext.MaxIntBits)
+                throw new TemplateException("OverflowError",
+                    $"integer too large: the power has more than the {RenderContext.MaxIntBits} bits this renderer computes");
+            return IntResult(BigInteger.Pow(bas, (int)exp));
         }
         throw Unsupported("** or pow()", a, b);
     }
@@ -387,6 +520,7 @@ internal static class Py
     {
         if (a is Undefined u) throw u.Fail();
         if (a is double d) return -d;
+        if (a is long l && l != long.MinValue) return -l;
         if (IsInt(a)) return NormalizeInt(-ToBig(a));
         throw TemplateException.Type($"bad operand type for unary -: {Repr(TypeName(a))}");
     }
@@ -401,7 +535,9 @@ internal static class Py
 
     // ---------------------------------------------------------------- comparison
 
-    public static bool Equal(object? a, object? b)
+    public static bool Equal(object? a, object? b) => Equal(a, b, 0);
+
+    private static bool Equal(object? a, object? b, int depth)
     {
         if (ReferenceEquals(a, b)) return true;
         if (a == null || b == null) return false;
@@ -412,28 +548,41 @@ internal static class Py
         }
         switch (a)
         {
-            case string sa: return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
+            case string sa:
+                if (b is not string sb) return false;
+                if (sa.Length == sb.Length && sa.Length > 64) RenderContext.Current.ChargeChars(sa.Length);
+                return string.Equals(sa, sb, StringComparison.Ordinal);
             case List<object?> la:
                 if (b is not List<object?> lb || la.Count != lb.Count) return false;
-                for (int i = 0; i < la.Count; i++) if (!Equal(la[i], lb[i])) return false;
+                EnterCompare(depth, la.Count);
+                for (int i = 0; i < la.Count; i++) if (!Equal(la[i], lb[i], depth + 1)) return false;
                 return true;
             case PyTuple ta:
                 if (b is not PyTuple tb || ta.Items.Length != tb.Items.Length) return false;
-                for (int i = 0; i < ta.Items.Length; i++) if (!Equal(ta.Items[i], tb.Items[i])) return false;
+                EnterCompare(depth, ta.Items.Length);
+                for (int i = 0; i < ta.Items.Length; i++) if (!Equal(ta.Items[i], tb.Items[i], depth + 1)) return false;
                 return true;
             case PyDict da:
                 if (b is not PyDict db || da.Count != db.Count) return false;
+                EnterCompare(depth, da.Count);
                 foreach (var kv in da)
-                    if (!db.TryGetValue(kv.Key, out var v) || !Equal(kv.Value, v)) return false;
+                    if (!db.TryGetValue(kv.Key, out var v) || !Equal(kv.Value, v, depth + 1)) return false;
                 return true;
             case Undefined: return b is Undefined;
         }
         return false;
     }
 
+    private static void EnterCompare(int depth, int items)
+    {
+        RenderContext.EnsureValueDepth(depth, " in comparison");
+        RenderContext.Current.Charge(items);
+    }
+
     public static int CompareStrings(string a, string b)
     {
         // Python compares by code point; UTF-16 ordinal differs only for surrogates vs U+E000..U+FFFF.
+        if (a.Length > 64 && b.Length > 64) RenderContext.Current.ChargeChars(Math.Min(a.Length, b.Length));
         var ea = a.EnumerateRunes().GetEnumerator();
         var eb = b.EnumerateRunes().GetEnumerator();
         while (true)
@@ -446,7 +595,9 @@ internal static class Py
     }
 
     /// <summary>Ordering comparison; throws TypeError like Python for unorderable types.</summary>
-    public static int Compare(object? a, object? b, string op)
+    public static int Compare(object? a, object? b, string op) => Compare(a, b, op, 0);
+
+    private static int Compare(object? a, object? b, string op, int depth)
     {
         CheckUndefined(a, b);
         if (IsNumber(a) && IsNumber(b))
@@ -459,14 +610,33 @@ internal static class Py
         {
             var la = AsSequence(a)!;
             var lb = AsSequence(b)!;
+            EnterCompare(depth, Math.Min(la.Count, lb.Count));
             for (int i = 0; i < Math.Min(la.Count, lb.Count); i++)
             {
-                if (Equal(la[i], lb[i])) continue;
-                return Compare(la[i], lb[i], op);
+                if (Equal(la[i], lb[i], depth + 1)) continue;
+                return Compare(la[i], lb[i], op, depth + 1);
             }
             return la.Count.CompareTo(lb.Count);
         }
         throw TemplateException.Type($"{Repr(op)} not supported between instances of {Repr(TypeName(a))} and {Repr(TypeName(b))}");
+    }
+
+    /// <summary>
+    /// <see cref="List{T}.Sort(Comparison{T})"/> with a Python comparison: a TemplateException raised while
+    /// comparing (TypeError for unorderable items) comes out as itself, not wrapped in the framework's
+    /// InvalidOperationException ("Failed to compare two elements in the array").
+    /// </summary>
+    public static void Sort<T>(List<T> items, Comparison<T> comparison)
+    {
+        RenderContext.Current.Charge(items.Count * (long)Math.Max(1, System.Numerics.BitOperations.Log2((uint)Math.Max(1, items.Count))));
+        try
+        {
+            items.Sort(comparison);
+        }
+        catch (InvalidOperationException e) when (e.InnerException is TemplateException or OperationCanceledException)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException);
+        }
     }
 
     public static IReadOnlyList<object?>? AsSequence(object? o) => o switch
@@ -481,11 +651,16 @@ internal static class Py
         switch (container)
         {
             case string s:
+                RenderContext.Current.ChargeChars(s.Length);
                 if (item is string sub) return s.Contains(sub, StringComparison.Ordinal);
                 if (item is Undefined) throw TemplateException.Type("'in <string>' requires string as left operand, not Undefined");
                 throw TemplateException.Type($"'in <string>' requires string as left operand, not {TypeName(item)}");
-            case List<object?> l: return l.Any(x => Equal(x, item));
-            case PyTuple t: return t.Items.Any(x => Equal(x, item));
+            case List<object?> l:
+                RenderContext.Current.Charge(l.Count);
+                return l.Any(x => Equal(x, item));
+            case PyTuple t:
+                RenderContext.Current.Charge(t.Items.Length);
+                return t.Items.Any(x => Equal(x, item));
             case PyDict d: return item != null && IsHashable(item) ? d.ContainsKey(item) : throw TemplateException.Type($"unhashable type: {Repr(TypeName(item))}");
             case Undefined: return false;
         }
@@ -496,14 +671,19 @@ internal static class Py
 
     // ---------------------------------------------------------------- iteration / length
 
+    /// <summary>Python <c>iter()</c> (a snapshot for lists and dicts); charges one step per item.</summary>
     public static IEnumerable<object?> Iterate(object? o)
     {
+        var ctx = RenderContext.Current;
         switch (o)
         {
-            case List<object?> l: return l.ToArray();
-            case PyTuple t: return t.Items;
-            case PyDict d: return d.Keys.ToArray();
-            case string s: return CodePoints(s);
+            case List<object?> l: ctx.Charge(l.Count); return l.ToArray();
+            case PyTuple t: ctx.Charge(t.Items.Length); return t.Items;
+            case PyDict d: ctx.Charge(d.Count); return d.Keys.ToArray();
+            case string s:
+                ctx.Charge(s.Length);
+                ctx.Allocate(16L * s.Length);
+                return CodePoints(s);
             case Undefined: return [];
             case Namespace: throw TemplateException.Type("'Namespace' object is not iterable");
         }
@@ -526,18 +706,34 @@ internal static class Py
 
     public static bool HasSurrogates(string s)
     {
-        foreach (char c in s) if (char.IsSurrogate(c)) return true;
-        return false;
+        if (s.Length > 64) RenderContext.Current.ChargeChars(s.Length);
+        return s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
     }
 
     public static long StrLen(string s) => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length;
 
+    /// <summary>The code points of a string as one-character strings (about 16 characters' worth of memory each).</summary>
     public static IEnumerable<object?> CodePoints(string s)
     {
         foreach (Rune r in s.EnumerateRunes()) yield return r.ToString();
     }
 
-    public static string[] Runes(string s) => s.EnumerateRunes().Select(r => r.ToString()).ToArray();
+    public static string[] Runes(string s)
+    {
+        RenderContext.Current.Allocate(16L * s.Length);
+        return s.EnumerateRunes().Select(r => r.ToString()).ToArray();
+    }
+
+    /// <summary>The code point at index <paramref name="i"/> (negative counts from the end), or null.</summary>
+    public static string? RuneAt(string s, long i)
+    {
+        if (i < 0) i += StrLen(s);
+        if (i < 0) return null;
+        long k = 0;
+        foreach (Rune r in s.EnumerateRunes())
+            if (k++ == i) return r.ToString();
+        return null;
+    }
 
     // ---------------------------------------------------------------- indexing and slicing
 
@@ -572,7 +768,13 @@ internal static class Py
     private static long ToIndex(object? o)
     {
         if (o is Undefined u) throw u.Fail();
-        if (IsInt(o)) return (long)ToBig(o);
+        if (o is long l) return l;
+        if (IsInt(o))
+        {
+            // Python clamps slice bounds of any size (sequences are shorter than 2**62 anyway).
+            var v = ToBig(o);
+            return v > long.MaxValue / 2 ? long.MaxValue / 2 : v < long.MinValue / 2 ? long.MinValue / 2 : (long)v;
+        }
         throw TemplateException.Type("slice indices must be integers or None or have an __index__ method");
     }
 
@@ -617,7 +819,9 @@ internal static class Py
                 break;
             case List<object?> or PyTuple or string when IsInt(key):
                 {
-                    long i = (long)ToBig(key);
+                    var bigIndex = ToBig(key);
+                    if (bigIndex < int.MinValue || bigIndex > int.MaxValue) break; // out of range: undefined
+                    long i = (long)bigIndex;
                     if (obj is string s)
                     {
                         if (!HasSurrogates(s))
@@ -625,12 +829,7 @@ internal static class Py
                             if (i < 0) i += s.Length;
                             if (i >= 0 && i < s.Length) return s[(int)i].ToString();
                         }
-                        else
-                        {
-                            var runes = Runes(s);
-                            if (i < 0) i += runes.Length;
-                            if (i >= 0 && i < runes.Length) return runes[i];
-                        }
+                        else if (RuneAt(s, i) is { } rune) return rune;
                     }
                     else
                     {

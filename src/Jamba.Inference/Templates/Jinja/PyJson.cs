@@ -6,28 +6,65 @@ namespace Jamba.Inference.Templates.Jinja;
 /// <summary>Python <c>json.dumps</c> (the tojson filter that transformers installs).</summary>
 internal static class PyJson
 {
+    /// <summary>
+    /// <c>json.dumps</c>. Like Python, a list or dict met again inside itself is a ValueError ("Circular
+    /// reference detected") and nesting deeper than <see cref="RenderContext.MaxValueDepth"/> a RecursionError;
+    /// the text is bounded by <see cref="TemplateLimits.MaxStringLength"/> (a large indent multiplies it).
+    /// </summary>
     public static string Dumps(object? value, bool ensureAscii, string? indent, string itemSep, string keySep, bool sortKeys)
     {
         var sb = new StringBuilder();
-        Write(sb, value, ensureAscii, indent, itemSep, keySep, sortKeys, 0);
+        var active = new HashSet<object>(ReferenceEqualityComparer.Instance);
+        Write(sb, value, ensureAscii, indent, itemSep, keySep, sortKeys, 0, active);
         return sb.ToString();
     }
 
     private static void NewLine(StringBuilder sb, string? indent, int level)
     {
+        long length = sb.Length + 1 + (long)level * (indent?.Length ?? 0);
+        if (length > RenderContext.Current.Limits.MaxStringLength) RenderContext.Current.Built(length, "JSON text");
         sb.Append('\n');
         for (int i = 0; i < level; i++) sb.Append(indent);
     }
 
-    private static void Write(StringBuilder sb, object? v, bool ascii, string? indent, string itemSep, string keySep, bool sortKeys, int level)
+    private static void CheckLength(StringBuilder sb)
     {
+        if (sb.Length > RenderContext.Current.Limits.MaxStringLength) RenderContext.Current.Built(sb.Length, "JSON text");
+    }
+
+    private static void Write(StringBuilder sb, object? v, bool ascii, string? indent, string itemSep, string keySep, bool sortKeys, int level, HashSet<object> active)
+    {
+        CheckLength(sb); // separators and indents are as long as the template likes
+        if (v is List<object?> or PyTuple or PyDict)
+        {
+            RenderContext.EnsureValueDepth(level, " while encoding a JSON object");
+            if (v is not PyTuple && !active.Add(v)) throw TemplateException.Value("Circular reference detected");
+            try
+            {
+                WriteContainer(sb, v, ascii, indent, itemSep, keySep, sortKeys, level, active);
+            }
+            finally
+            {
+                active.Remove(v);
+            }
+            return;
+        }
         switch (v)
         {
             case null: sb.Append("null"); return;
             case bool b: sb.Append(b ? "true" : "false"); return;
             case long or System.Numerics.BigInteger: sb.Append(Py.Repr(v)); return;
             case double d: sb.Append(FloatJson(d)); return;
-            case string s: WriteString(sb, s, ascii); return;
+            case string s: WriteString(sb, s, ascii); CheckLength(sb); return;
+        }
+        throw TemplateException.Type($"Object of type {Py.TypeName(v)} is not JSON serializable");
+    }
+
+    private static void WriteContainer(StringBuilder sb, object? v, bool ascii, string? indent, string itemSep, string keySep, bool sortKeys, int level, HashSet<object> active)
+    {
+        RenderContext.Current.Charge(v is PyDict pd ? pd.Count : Py.AsSequence(v)!.Count);
+        switch (v)
+        {
             case List<object?> or PyTuple:
                 {
                     var seq = Py.AsSequence(v)!;
@@ -37,7 +74,7 @@ internal static class PyJson
                     {
                         if (i > 0) sb.Append(itemSep);
                         if (indent != null) NewLine(sb, indent, level + 1);
-                        Write(sb, seq[i], ascii, indent, itemSep, keySep, sortKeys, level + 1);
+                        Write(sb, seq[i], ascii, indent, itemSep, keySep, sortKeys, level + 1, active);
                     }
                     if (indent != null) NewLine(sb, indent, level);
                     sb.Append(']');
@@ -50,7 +87,7 @@ internal static class PyJson
                     if (sortKeys)
                     {
                         var list = dict.ToList();
-                        list.Sort((x, y) => Py.Compare(x.Key, y.Key, "<"));
+                        Py.Sort(list, (x, y) => Py.Compare(x.Key, y.Key, "<"));
                         items = list;
                     }
                     sb.Append('{');
@@ -70,7 +107,7 @@ internal static class PyJson
                         };
                         WriteString(sb, key, ascii);
                         sb.Append(keySep);
-                        Write(sb, kv.Value, ascii, indent, itemSep, keySep, sortKeys, level + 1);
+                        Write(sb, kv.Value, ascii, indent, itemSep, keySep, sortKeys, level + 1, active);
                     }
                     if (indent != null) NewLine(sb, indent, level);
                     sb.Append('}');

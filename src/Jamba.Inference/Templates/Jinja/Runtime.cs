@@ -196,14 +196,24 @@ internal sealed class PyKeyComparer : IEqualityComparer<object>
 
     public new bool Equals(object? x, object? y) => Py.Equal(x, y);
 
-    public int GetHashCode(object obj) => obj switch
+    public int GetHashCode(object obj) => Hash(obj, 0);
+
+    private static int HashString(string s)
     {
-        string s => StringComparer.Ordinal.GetHashCode(s),
+        if (s.Length > 64) RenderContext.Current.ChargeChars(s.Length);
+        return StringComparer.Ordinal.GetHashCode(s);
+    }
+
+    // Nested tuples hash only their first levels: equal values still hash alike, and a tuple nested
+    // thousands of levels deep (built in a loop) cannot exhaust the stack.
+    private static int Hash(object obj, int depth) => obj switch
+    {
+        string s => HashString(s),
         bool b => b ? 1 : 0,
         long l => l.GetHashCode(),
         BigInteger bi => bi >= long.MinValue && bi <= long.MaxValue ? ((long)bi).GetHashCode() : bi.GetHashCode(),
         double d => d == Math.Floor(d) && d >= long.MinValue && d <= long.MaxValue ? ((long)d).GetHashCode() : d.GetHashCode(),
-        PyTuple t => t.Items.Aggregate(17, (h, i) => h * 31 + (i == null ? 0 : GetHashCode(i))),
+        PyTuple t => depth >= 4 ? 19 : t.Items.Take(64).Aggregate(17, (h, i) => h * 31 + (i == null ? 0 : Hash(i, depth + 1))),
         Undefined => 7,
         _ => System.Runtime.CompilerServices.RuntimeHelpers.GetHashCode(obj),
     };
