@@ -38,6 +38,9 @@ internal readonly struct JsonField
     /// <summary>An exception about this value.</summary>
     public Exception Error(string message) => _error(Path.Length == 0 ? "(root)" : Path, message);
 
+    /// <summary>An exception about child <paramref name="name"/> of this value.</summary>
+    public Exception ChildError(string name, string message) => _error(ChildPath(name), message);
+
     /// <summary>An exception about this value naming what was expected and what was found.</summary>
     public Exception Expected(string what) => Error($"expected {what}, found {Describe(Value)}.");
 
