@@ -48,7 +48,7 @@ internal readonly struct JsonField
     public string ChildPath(string name)
     {
         bool simple = name.Length > 0 && name.All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
-        string part = simple ? name : "[" + JsonSerializer.Serialize(name.Length > 60 ? name[..60] + "…" : name) + "]";
+        string part = simple ? name : "[" + Quote(name.Length > 60 ? name[..60] + "…" : name) + "]";
         return Path.Length == 0 ? part : simple ? Path + "." + part : Path + part;
     }
 
@@ -124,7 +124,7 @@ internal readonly struct JsonField
     /// <summary>Describes a value for an error message (strings shortened).</summary>
     public static string Describe(JsonElement v) => v.ValueKind switch
     {
-        JsonValueKind.String => $"the string {Shorten(JsonSerializer.Serialize(v.GetString()))}",
+        JsonValueKind.String => $"the string {Shorten(Quote(v.GetString()!))}",
         JsonValueKind.Object => "an object",
         JsonValueKind.Array => $"an array of {v.GetArrayLength()}",
         JsonValueKind.Number => $"the number {Shorten(v.GetRawText())}",
@@ -133,6 +133,11 @@ internal readonly struct JsonField
         JsonValueKind.Null => "null",
         _ => "nothing",
     };
+
+    private static readonly JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>A JSON string literal for messages (only quotes, backslashes and control characters escaped).</summary>
+    public static string Quote(string s) => JsonSerializer.Serialize(s, Readable);
 
     private static string Shorten(string s) => s.Length > 64 ? s[..64] + "…" : s;
 

@@ -157,7 +157,7 @@ public sealed class ChatTemplate
                     if (item.Kind != JsonValueKind.Object) throw item.Expected("a {\"name\": ..., \"template\": ...} object");
                     string itemName = item.Require("name", "the template's name (a string)").String();
                     string template = item.Require("template", "the template text (a string)").String();
-                    if (!seen.Add(itemName)) throw item.ChildError("name", $"template name {JsonSerializer.Serialize(itemName)} appears twice.");
+                    if (!seen.Add(itemName)) throw item.ChildError("name", $"template name {JsonField.Quote(itemName)} appears twice.");
                     if (itemName == name) found = template;
                 }
                 return found;

@@ -213,7 +213,7 @@ internal sealed class HfBpeModel : TokenizerModel
         {
             int id = value.Int(0, MaxTokenId);
             if (!byId.TryAdd(id, token))
-                throw value.Error($"id {id} is also the id of {JsonSerializer.Serialize(byId[id])} (vocabulary ids must be unique).");
+                throw value.Error($"id {id} is also the id of {JsonField.Quote(byId[id])} (vocabulary ids must be unique).");
             vocab[token] = id;
         }
 
@@ -228,7 +228,7 @@ internal sealed class HfBpeModel : TokenizerModel
                 {
                     string s = m.String();
                     int sp = s.Length > 1 ? s.IndexOf(' ', 1) : -1;
-                    if (sp < 0) throw m.Error($"merge {JsonSerializer.Serialize(s)} is not \"a b\" (two tokens separated by a space).");
+                    if (sp < 0) throw m.Error($"merge {JsonField.Quote(s)} is not \"a b\" (two tokens separated by a space).");
                     a = s[..sp];
                     b = s[(sp + 1)..];
                 }

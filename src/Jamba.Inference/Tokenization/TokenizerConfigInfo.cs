@@ -45,7 +45,7 @@ internal sealed class TokenizerConfigInfo
                 bool canonical = key.Length is > 0 and <= 9 && key.All(char.IsAsciiDigit) && (key.Length == 1 || key[0] != '0');
                 int id = canonical ? int.Parse(key, CultureInfo.InvariantCulture) : -1;
                 if (id < 0 || id > HfBpeModel.MaxTokenId)
-                    throw t.Error($"key {JsonSerializer.Serialize(key)} is not a token id (a decimal integer in [0, {HfBpeModel.MaxTokenId}]).");
+                    throw t.Error($"key {JsonField.Quote(key)} is not a token id (a decimal integer in [0, {HfBpeModel.MaxTokenId}]).");
                 t.Object();
                 string content = t.Require("content", "the token text").String();
                 cfg.AddedTokens.Add(new AddedTokenSpec(id, content, t.OptBool("special") ?? false,
