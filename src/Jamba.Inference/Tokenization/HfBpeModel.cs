@@ -24,8 +24,11 @@ internal sealed class HfBpeModel : TokenizerModel
 
     private sealed record MetaspaceSpec(string Replacement, string PrependScheme, bool Split);
 
-    private HfBpeModel(Dictionary<string, int> vocab, Dictionary<long, (int, int)> merges, int? unkId, bool fuseUnk, bool byteFallback, bool ignoreMerges, DecoderSpec decoder)
+    private readonly string _file;
+
+    private HfBpeModel(string file, Dictionary<string, int> vocab, Dictionary<long, (int, int)> merges, int? unkId, bool fuseUnk, bool byteFallback, bool ignoreMerges, DecoderSpec decoder)
     {
+        _file = file;
         _vocab = vocab;
         _merges = merges;
         _unkId = unkId;
@@ -141,7 +144,7 @@ internal sealed class HfBpeModel : TokenizerModel
                 }
             }
             if (_unkId is not int unk)
-                throw new InvalidOperationException($"the character U+{r.Value:X4} is not in the vocabulary and the model has no unk_token");
+                throw new JambaTokenizerException(_file, "model.unk_token", $"the character U+{r.Value:X4} is not in the vocabulary (nor are its bytes, for byte_fallback) and the model has no unk_token to encode it with.");
             if (!(_fuseUnk && lastWasUnk)) sym.Add(unk);
             lastWasUnk = true;
         }
@@ -262,7 +265,7 @@ internal sealed class HfBpeModel : TokenizerModel
         if (root.Get("decoder") is { } dec) ParseDecoder(dec, decoder, file);
         else decoder.JoinWithSpaces = true;
 
-        var result = new HfBpeModel(vocab, merges, unkId, fuseUnk, byteFallback, ignoreMerges, decoder);
+        var result = new HfBpeModel(file, vocab, merges, unkId, fuseUnk, byteFallback, ignoreMerges, decoder);
 
         if (root.Get("normalizer") is { } norm) result.ParseNormalizer(norm, file);
         if (root.Get("pre_tokenizer") is { } pre) result.ParsePreTokenizer(pre, file);
@@ -331,7 +334,7 @@ internal sealed class HfBpeModel : TokenizerModel
         int? unk = proto.UnkId >= 0 && proto.UnkId < proto.Pieces.Count ? proto.UnkId : null;
         var decoder = new DecoderSpec { ByteFallback = proto.ByteFallback, StripStart = proto.AddDummyPrefix ? 1 : 0 };
         decoder.Replacements.Add(("\u2581", " "));
-        var model = new HfBpeModel(vocab, mergeMap, unk, fuseUnk: true, proto.ByteFallback, ignoreMerges: false, decoder);
+        var model = new HfBpeModel(file, vocab, mergeMap, unk, fuseUnk: true, proto.ByteFallback, ignoreMerges: false, decoder);
 
         if (proto.RemoveExtraWhitespaces)
             model._normalizers.Add((s, _) => string.Join(' ', s.Split(' ', StringSplitOptions.RemoveEmptyEntries)));

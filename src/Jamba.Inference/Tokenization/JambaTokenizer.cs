@@ -210,6 +210,7 @@ public sealed class JambaTokenizer
     /// <param name="addSpecialTokens">Add the BOS / EOS tokens the tokenizer is configured to add (<see cref="AddBosToken"/>, <see cref="AddEosToken"/>).</param>
     /// <param name="parseSpecialTokens">Match special tokens written in the text (e.g. <c>&lt;|bom|&gt;</c> rendered by a chat template) as whole tokens.
     /// When false they are encoded as ordinary text; non-special added tokens are always matched (Hugging Face's <c>split_special_tokens</c>).</param>
+    /// <exception cref="JambaTokenizerException">The text has a character this tokenizer cannot encode (no unk_token and no byte fallback for it).</exception>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true, bool parseSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(text);
