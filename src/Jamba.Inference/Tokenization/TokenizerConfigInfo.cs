@@ -18,13 +18,16 @@ internal sealed class TokenizerConfigInfo
     /// <summary>Reads the file when it exists (bounded, strict UTF-8, through symbolic links).</summary>
     public static TokenizerConfigInfo Read(string path)
         => InputFiles.Exists(path)
-            ? Parse(InputFiles.ReadText(path, (message, inner) => new JambaTokenizerException(path, message, inner)), path)
+            ? Parse(InputFiles.ReadText(path, (message, inner) => new JambaTokenizerException(path, message, inner)), path, emptyIsNone: false)
             : new TokenizerConfigInfo();
 
     /// <summary>Parses the text; a value of the wrong type fails with <see cref="JambaTokenizerException"/> naming its JSON path.</summary>
-    public static TokenizerConfigInfo Parse(string? json, string file)
+    /// <param name="json">The text; null (and, for callers passing text, blank) means no configuration.</param>
+    /// <param name="file">The file name for messages.</param>
+    /// <param name="emptyIsNone">Whether blank text means no configuration (an empty FILE is invalid JSON, as for transformers).</param>
+    public static TokenizerConfigInfo Parse(string? json, string file, bool emptyIsNone = true)
     {
-        if (string.IsNullOrWhiteSpace(json)) return new TokenizerConfigInfo();
+        if (json is null || (emptyIsNone && string.IsNullOrWhiteSpace(json))) return new TokenizerConfigInfo();
         using var doc = InputFiles.ParseJson(json, lenient: true, (message, inner) => new JambaTokenizerException(file, message, inner));
         var r = new JsonField(doc.RootElement, "", (path, message) => new JambaTokenizerException(file, path, message)).Object();
         var cfg = new TokenizerConfigInfo

@@ -217,6 +217,29 @@ public sealed class TokenizerFileErrorTests : IDisposable
     }
 
     [Fact]
+    public void AnEmptyTokenizerConfigFileIsInvalidJson()
+    {
+        string folder = Folder();
+        string file = Path.Combine(folder, "tokenizer_config.json");
+        File.WriteAllText(file, "  \n");
+        Fails(() => JambaTokenizer.Load(folder), file, null, "not valid JSON");
+    }
+
+    [Fact]
+    public void TextTheTokenizerCannotRepresentIsATokenizerErrorNotACrash()
+    {
+        string folder = Folder();
+        string file = Path.Combine(folder, "tokenizer.json");
+        Edit(file, root =>
+        {
+            root["model"]!["byte_fallback"] = false;
+            root["model"]!["unk_token"] = null;
+        });
+        var tokenizer = JambaTokenizer.Load(folder);
+        Fails(() => tokenizer.Encode("price: 5€"), file, "model.unk_token", "U+20AC");
+    }
+
+    [Fact]
     public void TruncatedOrGarbageSentencePieceModelsAreNamed()
     {
         var original = File.ReadAllBytes(Path.Combine(HostileInputs.TokenizerData, "tokenizer.model"));
