@@ -47,6 +47,9 @@ public sealed class SafetensorsCheckpoint : IDisposable
     public SafetensorsFile FileOf(string name) => _owner[name];
 
     /// <summary>Opens the weights of a checkpoint folder (sharded when an index is present).</summary>
+    /// <remarks>Symbolic links are followed (the Hugging Face cache links every snapshot file into <c>blobs/</c>), but the
+    /// shard names of the index must be relative paths that stay inside the folder; the index and the shards must list
+    /// the same tensors. See <see cref="InputFiles"/> for the rule.</remarks>
     /// <exception cref="JambaCheckpointException">Missing weights, a malformed index or shard, or a shard path outside the folder.</exception>
     public static SafetensorsCheckpoint Open(string folder)
     {
@@ -110,7 +113,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
         var weightMap = root.Object().Get("weight_map")
             ?? throw new JambaCheckpointException(index, null, "expected an object with a 'weight_map' object (tensor name -> shard file).");
         weightMap.Object();
-        string root_ = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
+        string inside = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
         var result = new List<(string, string)>();
         foreach (var (name, value) in weightMap.Properties())
         {
@@ -127,7 +130,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
             {
                 throw new JambaCheckpointException(index, name, $"shard name '{shard}' is not a valid path: {e.Message}", e);
             }
-            if (Path.IsPathRooted(shard) || shard.Contains('\0') || !full.StartsWith(root_, StringComparison.Ordinal))
+            if (Path.IsPathRooted(shard) || shard.Contains('\0') || !full.StartsWith(inside, StringComparison.Ordinal))
                 throw new JambaCheckpointException(index, name,
                     $"shard path '{shard}' leaves the checkpoint folder (shard names must be relative paths inside '{folder}'; symbolic links inside the folder are followed).");
             result.Add((name, full));
