@@ -47,6 +47,9 @@ public sealed class SafetensorsCheckpoint : IDisposable
     public SafetensorsFile FileOf(string name) => _owner[name];
 
     /// <summary>Opens the weights of a checkpoint folder (sharded when an index is present).</summary>
+    /// <remarks>Symbolic links are followed (the Hugging Face cache links every snapshot file into <c>blobs/</c>), but the
+    /// shard names of the index must be relative paths that stay inside the folder; the index and the shards must list
+    /// the same tensors. See <see cref="InputFiles"/> for the rule.</remarks>
     /// <exception cref="JambaCheckpointException">Missing weights, a malformed index or shard, or a shard path outside the folder.</exception>
     public static SafetensorsCheckpoint Open(string folder)
     {
@@ -58,7 +61,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
         try
         {
             var owner = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
-            if (File.Exists(index))
+            if (InputFiles.Exists(index))
             {
                 var map = ReadIndex(folder, index);
                 var byFile = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
@@ -66,18 +69,25 @@ public sealed class SafetensorsCheckpoint : IDisposable
                 {
                     if (!byFile.TryGetValue(shardPath, out var file))
                     {
-                        if (!File.Exists(shardPath))
-                            throw new JambaCheckpointException(index, tensor, $"shard '{Path.GetFileName(shardPath)}' listed in the index does not exist.");
+                        if (!InputFiles.Exists(shardPath))
+                            throw new JambaCheckpointException(index, tensor, $"shard '{Path.GetRelativePath(folder, shardPath)}' listed in the index does not exist.");
                         file = SafetensorsFile.Open(shardPath);
                         files.Add(file);
                         byFile[shardPath] = file;
                     }
                     if (!file.Tensors.ContainsKey(tensor))
-                        throw new JambaCheckpointException(shardPath, tensor, "listed in the index for this shard, but the shard has no such tensor.");
+                        throw new JambaCheckpointException(shardPath, tensor, $"listed in the index ({IndexFileName}) for this shard, but the shard has no such tensor.");
                     owner[tensor] = file;
                 }
+                // The index must describe the shards completely: a tensor it does not list would be silently ignored.
+                foreach (var file in files)
+                    foreach (var name in file.Tensors.Keys.Order(StringComparer.Ordinal))
+                        if (!owner.TryGetValue(name, out var listed) || !ReferenceEquals(listed, file))
+                            throw new JambaCheckpointException(file.Path, name, listed is null
+                                ? $"is in this shard but not in the index ({IndexFileName}'s weight_map)."
+                                : $"is in this shard, but the index ({IndexFileName}) assigns it to '{Path.GetFileName(listed.Path)}'.");
             }
-            else if (File.Exists(single))
+            else if (InputFiles.Exists(single))
             {
                 var file = SafetensorsFile.Open(single);
                 files.Add(file);
@@ -98,34 +108,34 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     private static List<(string Tensor, string ShardPath)> ReadIndex(string folder, string index)
     {
-        JsonDocument doc;
-        try
+        using var doc = InputFiles.ReadJson(index, lenient: false, (message, inner) => new JambaCheckpointException(index, null, message, inner));
+        var root = new JsonField(doc.RootElement, "", (path, message) => new JambaCheckpointException(index, null, $"field '{path}': {message}"));
+        var weightMap = root.Object().Get("weight_map")
+            ?? throw new JambaCheckpointException(index, null, "expected an object with a 'weight_map' object (tensor name -> shard file).");
+        weightMap.Object();
+        string inside = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
+        var result = new List<(string, string)>();
+        foreach (var (name, value) in weightMap.Properties())
         {
-            doc = JsonDocument.Parse(File.ReadAllText(index));
-        }
-        catch (JsonException ex)
-        {
-            throw new JambaCheckpointException(index, null, $"not valid JSON: {ex.Message}", ex);
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object ||
-                !doc.RootElement.TryGetProperty("weight_map", out var weightMap) || weightMap.ValueKind != JsonValueKind.Object)
-                throw new JambaCheckpointException(index, null, "expected an object with a 'weight_map' object (tensor name -> shard file).");
-            string root = folder.EndsWith(Path.DirectorySeparatorChar) ? folder : folder + Path.DirectorySeparatorChar;
-            var result = new List<(string, string)>();
-            foreach (var entry in weightMap.EnumerateObject())
+            if (value.Kind != JsonValueKind.String || string.IsNullOrEmpty(value.Value.GetString()))
+                throw new JambaCheckpointException(index, name, $"weight_map value must be a shard file name (a non-empty string), found {JsonField.Describe(value.Value)}.");
+            string shard = value.Value.GetString()!;
+            // Confinement (see InputFiles): the NAME must stay inside the folder; a link inside the folder is followed.
+            string full;
+            try
             {
-                if (entry.Value.ValueKind != JsonValueKind.String || string.IsNullOrEmpty(entry.Value.GetString()))
-                    throw new JambaCheckpointException(index, entry.Name, "weight_map value must be a shard file name.");
-                string shard = entry.Value.GetString()!;
-                string full = Path.GetFullPath(Path.Combine(folder, shard));
-                if (Path.IsPathRooted(shard) || !full.StartsWith(root, StringComparison.Ordinal))
-                    throw new JambaCheckpointException(index, entry.Name, $"shard path '{shard}' leaves the checkpoint folder.");
-                result.Add((entry.Name, full));
+                full = Path.GetFullPath(Path.Combine(folder, shard));
             }
-            return result;
+            catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+            {
+                throw new JambaCheckpointException(index, name, $"shard name '{shard}' is not a valid path: {e.Message}", e);
+            }
+            if (Path.IsPathRooted(shard) || shard.Contains('\0') || !full.StartsWith(inside, StringComparison.Ordinal))
+                throw new JambaCheckpointException(index, name,
+                    $"shard path '{shard}' leaves the checkpoint folder (shard names must be relative paths inside '{folder}'; symbolic links inside the folder are followed).");
+            result.Add((name, full));
         }
+        return result;
     }
 
     /// <inheritdoc />

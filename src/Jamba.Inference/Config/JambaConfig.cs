@@ -121,22 +121,18 @@ public sealed record JambaConfig
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;
-        if (!File.Exists(file)) throw new FileNotFoundException($"No Jamba config.json at '{file}'.", file);
-        return Parse(File.ReadAllText(file), file);
+        if (!InputFiles.Exists(file)) throw new FileNotFoundException($"No Jamba config.json at '{file}'.", file);
+        // Bounded, strict UTF-8, through symbolic links (Hugging Face cache snapshots).
+        string text = InputFiles.ReadText(file, (message, inner) => new JambaConfigException(file, "(file)", message, inner));
+        return Parse(text, file);
     }
 
     /// <summary>Parses and validates a <c>config.json</c> text.</summary>
+    /// <exception cref="JambaConfigException">Invalid JSON (including duplicate keys and nesting deeper than 64), a field of the wrong type or out of range.</exception>
     public static JambaConfig Parse(string json, string? source = null)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException ex)
-        {
-            throw new JambaConfigException(source, "(file)", $"not valid JSON: {ex.Message}", ex);
-        }
+        ArgumentNullException.ThrowIfNull(json);
+        var doc = InputFiles.ParseJson(json, lenient: true, (message, inner) => new JambaConfigException(source, "(file)", message, inner));
         using (doc)
         {
             var root = doc.RootElement;
@@ -278,6 +274,74 @@ public sealed record JambaConfig
                 throw new JambaConfigException(SourcePath, "eos_token_id", $"must be in [0, vocab_size={VocabSize}), found {eos}.");
         if (SlidingWindow is { } window && window <= 0)
             throw new JambaConfigException(SourcePath, "sliding_window", $"must be positive or null, found {window}.");
+        if (BosTokenId is { } bos && (bos < 0 || bos >= VocabSize))
+            throw new JambaConfigException(SourcePath, "bos_token_id", $"must be in [0, vocab_size={VocabSize}), found {bos}.");
+        if (NumLogitsToKeep is { } keep && keep < 0)
+            throw new JambaConfigException(SourcePath, "num_logits_to_keep", $"must be non-negative or null, found {keep}.");
+        if (!double.IsFinite(InitializerRange) || InitializerRange < 0)
+            throw new JambaConfigException(SourcePath, "initializer_range", $"must be a non-negative finite number, found {InitializerRange}.");
+        if (!double.IsFinite(RouterAuxLossCoef))
+            throw new JambaConfigException(SourcePath, "router_aux_loss_coef", $"must be a finite number, found {RouterAuxLossCoef}.");
+        if (!(AttentionDropout >= 0 && AttentionDropout <= 1))
+            throw new JambaConfigException(SourcePath, "attention_dropout", $"must be in [0, 1], found {AttentionDropout}.");
+
+        // Implementation limits: the CPU kernels keep one row of these sizes on the stack (Mamba conv window, SSM state,
+        // attention head), so absurd values would overflow a thread's stack instead of failing cleanly.
+        void AtMost(string field, long value, long max, string why)
+        {
+            if (value > max) throw new JambaConfigException(SourcePath, field, $"must be at most {max} ({why}), found {value}.");
+        }
+        AtMost("mamba_d_conv", MambaDConv, MaxMambaDConv, "implementation limit of the convolution kernels");
+        AtMost("mamba_d_state", MambaDState, MaxMambaDState, "implementation limit of the selective-scan kernels");
+        AtMost("num_attention_heads", HiddenSize / NumAttentionHeads, MaxHeadDim, $"the head dimension hidden_size / num_attention_heads = {HiddenSize / NumAttentionHeads} exceeds the attention kernels' limit {MaxHeadDim}");
+        // Products of sizes must fit the integer types they are used in (no silent overflow).
+        AtMost("mamba_expand", (long)MambaExpand * HiddenSize, int.MaxValue / 2, $"mamba_expand x hidden_size = {(long)MambaExpand * HiddenSize} must fit twice in a 32-bit integer");
+        AtMost("mamba_dt_rank", (long)MambaDtRank + 2L * MambaDState, int.MaxValue, "mamba_dt_rank + 2 x mamba_d_state must fit a 32-bit integer");
+        Int128 parameters = CountParameters();
+        if (parameters > MaxParameterCount)
+            throw new JambaConfigException(SourcePath, "num_hidden_layers",
+                $"the sizes (num_hidden_layers={NumHiddenLayers}, hidden_size={HiddenSize}, intermediate_size={IntermediateSize}, num_experts={NumExperts}, vocab_size={VocabSize}, mamba_expand={MambaExpand}) " +
+                $"imply {parameters} parameters, more than the {MaxParameterCount} this implementation can address.");
+    }
+
+    /// <summary>The largest <c>mamba_d_conv</c> accepted (implementation limit; Jamba uses 4).</summary>
+    public const int MaxMambaDConv = 256;
+    /// <summary>The largest <c>mamba_d_state</c> accepted (implementation limit; Jamba uses 16).</summary>
+    public const int MaxMambaDState = 4096;
+    /// <summary>The largest attention head dimension accepted (implementation limit; Jamba uses 128).</summary>
+    public const int MaxHeadDim = 16384;
+    /// <summary>The most parameters a configuration may imply (so that byte counts of any dtype fit a 64-bit integer).</summary>
+    public const long MaxParameterCount = long.MaxValue / 16;
+
+    /// <summary>The exact parameter count of the model this configuration describes (a tied embedding counted once), without overflow.</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            var n = CountParameters();
+            return n > long.MaxValue ? long.MaxValue : (long)n;
+        }
+    }
+
+    private Int128 CountParameters()
+    {
+        Int128 h = HiddenSize, inter = IntermediateSize, dInner = (Int128)MambaExpand * HiddenSize, state = MambaDState, rank = MambaDtRank;
+        Int128 kvDim = (Int128)NumKeyValueHeads * (NumAttentionHeads == 0 ? 0 : HiddenSize / NumAttentionHeads);
+        Int128 attention = h * h * 2 + 2 * kvDim * h;
+        Int128 mamba = 2 * dInner * h + (MambaProjBias ? 2 * dInner + h : 0) + dInner * MambaDConv + (MambaConvBias ? dInner : 0)
+            + (rank + 2 * state) * dInner + dInner * rank + dInner + dInner * state + dInner + dInner * h + rank + 2 * state;
+        Int128 mlp = 3 * h * inter;
+        Int128 attentionLayers = 0, moeLayers = 0;
+        if (AttnLayerPeriod > 0 && NumHiddenLayers > 0)
+            attentionLayers = NumHiddenLayers / AttnLayerPeriod + (NumHiddenLayers % AttnLayerPeriod > AttnLayerOffset ? 1 : 0);
+        if (NumExperts > 1 && ExpertLayerPeriod > 0 && NumHiddenLayers > 0)
+            moeLayers = NumHiddenLayers / ExpertLayerPeriod + (NumHiddenLayers % ExpertLayerPeriod > ExpertLayerOffset ? 1 : 0);
+        Int128 layers = NumHiddenLayers;
+        Int128 total = (Int128)VocabSize * h * (TieWordEmbeddings ? 1 : 2) + h
+            + layers * 2 * h
+            + attentionLayers * attention + (layers - attentionLayers) * mamba
+            + moeLayers * (NumExperts * mlp + (Int128)NumExperts * h) + (layers - moeLayers) * mlp;
+        return total;
     }
 
     /// <summary>Typed access to one JSON object with field-naming errors.</summary>
@@ -294,15 +358,15 @@ public sealed record JambaConfig
         {
             if (Get(name) is not { } v) return null;
             if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)) return i;
-            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
-            throw new JambaConfigException(source, name, $"expected an integer, found {Describe(v)}.");
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d) && d == Math.Floor(d) && Math.Abs(d) < int.MaxValue) return (int)d;
+            throw new JambaConfigException(source, name, $"expected an integer between {int.MinValue} and {int.MaxValue}, found {Describe(v)}.");
         }
 
         public double? Double(string name)
         {
             if (Get(name) is not { } v) return null;
-            if (v.ValueKind == JsonValueKind.Number) return v.GetDouble();
-            throw new JambaConfigException(source, name, $"expected a number, found {Describe(v)}.");
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d)) return d;
+            throw new JambaConfigException(source, name, $"expected a finite number, found {Describe(v)}.");
         }
 
         public bool? Bool(string name)
@@ -332,7 +396,7 @@ public sealed record JambaConfig
                 foreach (var item in v.EnumerateArray())
                 {
                     if (item.ValueKind != JsonValueKind.Number || !item.TryGetInt32(out int id))
-                        throw new JambaConfigException(source, name, $"expected integers in the list, found {Describe(item)}.");
+                        throw new JambaConfigException(source, name, $"expected 32-bit integers in the list, found {Describe(item)}.");
                     list.Add(id);
                 }
                 return list;
@@ -350,12 +414,6 @@ public sealed record JambaConfig
             return Int(name) ?? (int)Math.Ceiling(hiddenSize / 16.0);
         }
 
-        private static string Describe(JsonElement v) => v.ValueKind switch
-        {
-            JsonValueKind.String => $"\"{v.GetString()}\"",
-            JsonValueKind.Object => "an object",
-            JsonValueKind.Array => "an array",
-            _ => v.GetRawText(),
-        };
+        private static string Describe(JsonElement v) => JsonField.Describe(v);
     }
 }

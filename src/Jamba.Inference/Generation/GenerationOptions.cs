@@ -25,12 +25,22 @@ public sealed class GenerationOptions
     /// <summary>Random seed: the same seed, prompt and options give the same output. Null draws one.</summary>
     public long? Seed { get; set; }
     /// <summary>Texts that end generation when they appear in the output (matched on decoded text, even across
-    /// tokens; never emitted). At most 16, each non-empty. Setting null means none.</summary>
-    public IList<string> StopSequences { get => _stopSequences; set => _stopSequences = value ?? new List<string>(); }
-    /// <summary>Extra token ids that end generation (besides the model's EOS ids). Setting null means none.</summary>
-    public IList<int> StopTokenIds { get => _stopTokenIds; set => _stopTokenIds = value ?? new List<int>(); }
-
+    /// tokens; never emitted). At most 16, each non-empty. Setting null means none (an empty list).</summary>
+    [System.Diagnostics.CodeAnalysis.AllowNull]
+    public IList<string> StopSequences
+    {
+        get => _stopSequences;
+        set => _stopSequences = value ?? new List<string>();
+    }
     private IList<string> _stopSequences = new List<string>();
+
+    /// <summary>Extra token ids that end generation (besides the model's EOS ids), each non-negative. Setting null means none (an empty list).</summary>
+    [System.Diagnostics.CodeAnalysis.AllowNull]
+    public IList<int> StopTokenIds
+    {
+        get => _stopTokenIds;
+        set => _stopTokenIds = value ?? new List<int>();
+    }
     private IList<int> _stopTokenIds = new List<int>();
     /// <summary>Keep generating through EOS tokens (benchmarks). Default false.</summary>
     public bool IgnoreEos { get; set; }
@@ -72,11 +82,12 @@ public sealed class GenerationOptions
         Check(float.IsFinite(PresencePenalty) && PresencePenalty is >= -2f and <= 2f, nameof(PresencePenalty), "in [-2, 2]", PresencePenalty);
         Check(float.IsFinite(FrequencyPenalty) && FrequencyPenalty is >= -2f and <= 2f, nameof(FrequencyPenalty), "in [-2, 2]", FrequencyPenalty);
         Check(TopLogProbs is >= 0 and <= 20, nameof(TopLogProbs), "between 0 and 20", TopLogProbs);
-        var stops = StopSequences ?? [];
-        var stopIds = StopTokenIds ?? [];
-        Check(stops.Count <= 16, nameof(StopSequences), "at most 16 entries", stops.Count);
-        Check(stops.All(s => !string.IsNullOrEmpty(s)), nameof(StopSequences), "non-empty strings", "an empty entry");
-        Check(stopIds.All(t => t >= 0), nameof(StopTokenIds), "non-negative token ids", string.Join(",", stopIds));
+        Check(StopSequences.Count <= 16, nameof(StopSequences), "at most 16 entries", StopSequences.Count);
+        for (int i = 0; i < StopSequences.Count; i++)
+            Check(!string.IsNullOrEmpty(StopSequences[i]), nameof(StopSequences), "non-empty strings",
+                $"{(StopSequences[i] is null ? "null" : "an empty string")} at index {i}");
+        for (int i = 0; i < StopTokenIds.Count; i++)
+            Check(StopTokenIds[i] >= 0, nameof(StopTokenIds), "non-negative token ids", $"{StopTokenIds[i]} at index {i}");
     }
 
     /// <summary>A deep copy (the engine keeps its own; callers may change theirs). A null <see cref="StopSequences"/> or

@@ -75,6 +75,7 @@ public sealed class JambaForCausalLM : nn.Module
     {
         var config = JambaConfig.Load(folder);
         using var checkpoint = SafetensorsCheckpoint.Open(folder);
+        CheckpointConfigCheck.Check(config, checkpoint, options); // before allocating anything: sizes must match the tensors
         var lm = new JambaForCausalLM(config, options);
         try
         {

@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Jamba.Inference.Checkpoint;
+using Jamba.Inference.Config;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -30,9 +31,13 @@ public static partial class WeightLoader
     }
 
     /// <summary>Pairs every checkpoint tensor with a parameter (checkpoint name, parameter name), checking names and shapes.</summary>
-    internal static List<(string Source, string Target)> Plan(JambaForCausalLM model, SafetensorsCheckpoint checkpoint, IReadOnlyDictionary<string, Parameter> expected)
+    internal static List<(string Source, string Target)> Plan(JambaForCausalLM model, SafetensorsCheckpoint checkpoint, IReadOnlyDictionary<string, Parameter> expected) =>
+        Plan(model.Config, checkpoint, expected.ToDictionary(kv => kv.Key, kv => kv.Value.shape, StringComparer.Ordinal));
+
+    /// <summary>Pairs every checkpoint tensor with a parameter of the given shapes (checkpoint name, parameter name);
+    /// usable before the model exists (see <see cref="CheckpointConfigCheck"/>).</summary>
+    internal static List<(string Source, string Target)> Plan(JambaConfig config, SafetensorsCheckpoint checkpoint, IReadOnlyDictionary<string, long[]> expected)
     {
-        var config = model.Config;
         var plan = new List<(string, string)>();
         var covered = new HashSet<string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -44,7 +49,7 @@ public static partial class WeightLoader
                 target = $"model.layers.{layer}.feed_forward.{dense.Groups[2].Value}.weight";
             if (name == "lm_head.weight" && config.TieWordEmbeddings)
                 continue; // HF ignores a stored head when the embedding is tied (it is the same tensor)
-            if (!expected.TryGetValue(target, out var parameter))
+            if (!expected.TryGetValue(target, out var shape))
             {
                 unexpected.Add(name);
                 continue;
@@ -52,9 +57,9 @@ public static partial class WeightLoader
             if (!covered.Add(target))
                 throw new JambaCheckpointException(checkpoint.FileOf(name).Path, name, $"provides parameter '{target}' a second time.");
             var info = checkpoint.GetInfo(name);
-            if (!info.Shape.SequenceEqual(parameter.shape))
+            if (!info.Shape.SequenceEqual(shape))
                 throw new JambaCheckpointException(checkpoint.FileOf(name).Path, name,
-                    $"shape [{string.Join(", ", info.Shape)}] does not match the model's [{string.Join(", ", parameter.shape)}] for this config.");
+                    $"shape [{string.Join(", ", info.Shape)}] does not match the model's [{string.Join(", ", shape)}] for this config.");
             plan.Add((name, target));
         }
         if (unexpected.Count > 0)

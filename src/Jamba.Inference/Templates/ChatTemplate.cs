@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Jamba.Inference.Templates.Jinja;
+using Jamba.Inference.Tokenization;
 
 namespace Jamba.Inference.Templates;
 
@@ -120,6 +121,8 @@ public sealed class ChatTemplate
     /// <param name="directory">Checkpoint folder.</param>
     /// <param name="name">Template name when several are stored; defaults to <c>"default"</c>.</param>
     /// <exception cref="FileNotFoundException">The checkpoint has no chat template.</exception>
+    /// <exception cref="JambaTokenizerException">A template file is unreadable, not UTF-8, not valid JSON, or <c>chat_template</c> has the wrong shape (names the file and JSON path).</exception>
+    /// <exception cref="TemplateException">The template has a syntax error.</exception>
     public static ChatTemplate FromCheckpoint(string directory, string? name = null) =>
         TryFromCheckpoint(directory, out var t, name)
             ? t
@@ -129,6 +132,7 @@ public sealed class ChatTemplate
     /// <param name="directory">Checkpoint folder.</param>
     /// <param name="template">The loaded template, when found.</param>
     /// <param name="name">Template name when several are stored; defaults to <c>"default"</c>.</param>
+    /// <exception cref="JambaTokenizerException">A template file is malformed (see <see cref="FromCheckpoint"/>).</exception>
     public static bool TryFromCheckpoint(string directory, [NotNullWhen(true)] out ChatTemplate? template, string? name = null)
     {
         var source = FindTemplateSource(directory, name ?? "default");
@@ -143,37 +147,54 @@ public sealed class ChatTemplate
 
     private static string? FindTemplateSource(string directory, string name)
     {
+        ArgumentNullException.ThrowIfNull(directory);
         bool isDefault = name == "default";
+        if (!isDefault && (name.Length == 0 || name.IndexOfAny(['/', '\\', '\0']) >= 0 || name is "." or ".."))
+            throw new ArgumentException($"'{name}' is not a chat template name (no path separators).", nameof(name));
         string jinjaFile = isDefault
             ? Path.Combine(directory, "chat_template.jinja")
             : Path.Combine(directory, "additional_chat_templates", name + ".jinja");
-        if (File.Exists(jinjaFile)) return File.ReadAllText(jinjaFile);
+        // Checkpoint files are untrusted: read bounded, as strict UTF-8, through symbolic links (Hugging Face cache);
+        // a malformed file fails with JambaTokenizerException naming the file and the JSON path.
+        if (InputFiles.Exists(jinjaFile)) return InputFiles.ReadText(jinjaFile, (message, inner) => new JambaTokenizerException(jinjaFile, message, inner));
 
         string configFile = Path.Combine(directory, "tokenizer_config.json");
-        if (File.Exists(configFile))
+        if (InputFiles.Exists(configFile))
         {
-            var fromConfig = SelectTemplate(JsonNode.Parse(File.ReadAllText(configFile))?["chat_template"], name, configFile);
+            var fromConfig = SelectTemplate(configFile, name);
             if (fromConfig != null) return fromConfig;
         }
         string processorFile = Path.Combine(directory, "chat_template.json");
-        if (File.Exists(processorFile))
-            return SelectTemplate(JsonNode.Parse(File.ReadAllText(processorFile))?["chat_template"], name, processorFile);
+        if (InputFiles.Exists(processorFile))
+            return SelectTemplate(processorFile, name);
         return null;
     }
 
-    private static string? SelectTemplate(JsonNode? node, string name, string file)
+    /// <summary>The template called <paramref name="name"/> from the <c>chat_template</c> key of a JSON file: a string
+    /// (the default template) or a list of <c>{"name", "template"}</c> objects (all entries are checked).</summary>
+    private static string? SelectTemplate(string file, string name)
     {
-        switch (node)
+        using var doc = InputFiles.ReadJson(file, lenient: true, (message, inner) => new JambaTokenizerException(file, message, inner));
+        var root = new JsonField(doc.RootElement, "", (path, message) => new JambaTokenizerException(file, path, message)).Object();
+        if (root.Get("chat_template") is not { } node) return null;
+        switch (node.Kind)
         {
-            case null: return null;
-            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
-                return name == "default" ? v.GetValue<string>() : null;
-            case JsonArray arr:
-                foreach (var item in arr)
-                    if (item?["name"]?.GetValue<string>() == name) return item["template"]?.GetValue<string>();
-                return null;
+            case JsonValueKind.String:
+                return name == "default" ? node.String() : null;
+            case JsonValueKind.Array:
+                string? found = null;
+                var seen = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var item in node.Items())
+                {
+                    if (item.Kind != JsonValueKind.Object) throw item.Expected("a {\"name\": ..., \"template\": ...} object");
+                    string itemName = item.Require("name", "the template's name (a string)").String();
+                    string template = item.Require("template", "the template text (a string)").String();
+                    if (!seen.Add(itemName)) throw item.ChildError("name", $"template name {JsonField.Quote(itemName)} appears twice.");
+                    if (itemName == name) found = template;
+                }
+                return found;
             default:
-                throw new InvalidDataException($"'chat_template' in '{file}' must be a string or a list of {{name, template}} objects.");
+                throw node.Expected("a string or a list of {name, template} objects");
         }
     }
 

@@ -24,8 +24,11 @@ internal sealed class HfBpeModel : TokenizerModel
 
     private sealed record MetaspaceSpec(string Replacement, string PrependScheme, bool Split);
 
-    private HfBpeModel(Dictionary<string, int> vocab, Dictionary<long, (int, int)> merges, int? unkId, bool fuseUnk, bool byteFallback, bool ignoreMerges, DecoderSpec decoder)
+    private readonly string _file;
+
+    private HfBpeModel(string file, Dictionary<string, int> vocab, Dictionary<long, (int, int)> merges, int? unkId, bool fuseUnk, bool byteFallback, bool ignoreMerges, DecoderSpec decoder)
     {
+        _file = file;
         _vocab = vocab;
         _merges = merges;
         _unkId = unkId;
@@ -141,7 +144,7 @@ internal sealed class HfBpeModel : TokenizerModel
                 }
             }
             if (_unkId is not int unk)
-                throw new InvalidOperationException($"the character U+{r.Value:X4} is not in the vocabulary and the model has no unk_token");
+                throw new JambaTokenizerException(_file, "model.unk_token", $"the character U+{r.Value:X4} is not in the vocabulary (nor are its bytes, for byte_fallback) and the model has no unk_token to encode it with.");
             if (!(_fuseUnk && lastWasUnk)) sym.Add(unk);
             lastWasUnk = true;
         }
@@ -186,95 +189,101 @@ internal sealed class HfBpeModel : TokenizerModel
 
     // ------------------------------------------------------------------ loading
 
+    /// <summary>The largest token id accepted: tables are indexed by id, so an id of 2^31 would allocate gigabytes.</summary>
+    public const int MaxTokenId = (1 << 24) - 1;
+
+    /// <summary>Bound on the work of converting a SentencePiece model (sum over pieces of length squared).</summary>
+    private const long MaxSentencePieceSplitWork = 1L << 28;
+
+    /// <summary>Parses <c>tokenizer.json</c>; every malformed value fails with <see cref="JambaTokenizerException"/> naming its JSON path.</summary>
     public static HfBpeModel Load(string json, string file)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip });
-        }
-        catch (JsonException e)
-        {
-            throw new JambaTokenizerException(file, "invalid JSON: " + e.Message, e);
-        }
-        using (doc)
-        {
-            var root = doc.RootElement;
-            if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
-                throw new JambaTokenizerException(file, "no 'model' object");
-            string type = GetString(model, "type") ?? (model.TryGetProperty("merges", out _) ? "BPE" : "");
-            if (type != "BPE") throw new JambaTokenizerException(file, $"model type '{type}' is not supported (only BPE)");
-            if (GetString(model, "continuing_subword_prefix") is { Length: > 0 } || GetString(model, "end_of_word_suffix") is { Length: > 0 })
-                throw new JambaTokenizerException(file, "continuing_subword_prefix / end_of_word_suffix are not supported");
+        using var doc = InputFiles.ParseJson(json, lenient: true, (message, inner) => new JambaTokenizerException(file, message, inner));
+        var root = new JsonField(doc.RootElement, "", (path, message) => new JambaTokenizerException(file, path, message)).Object();
+        var model = (root.Get("model") ?? throw new JambaTokenizerException(file, "model", "is missing (expected the tokenizer model object).")).Object();
+        string type = model.OptString("type") ?? (model.Has("merges") ? "BPE" : "");
+        if (type != "BPE") throw new JambaTokenizerException(file, "model.type", $"model type '{type}' is not supported (only BPE).");
+        if (model.OptString("continuing_subword_prefix") is { Length: > 0 } || model.OptString("end_of_word_suffix") is { Length: > 0 })
+            throw new JambaTokenizerException(file, "model", "continuing_subword_prefix / end_of_word_suffix are not supported.");
+        if (model.Get("dropout") is { } dropout && dropout.Kind == JsonValueKind.Number && dropout.Value.TryGetDouble(out double p) && p != 0)
+            throw dropout.Error($"BPE dropout ({p}) is not supported (it makes encoding random).");
+        else if (model.Get("dropout") is { Kind: not JsonValueKind.Number } badDropout)
+            throw badDropout.Expected("a number or null");
 
-            var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-            if (!model.TryGetProperty("vocab", out var v) || v.ValueKind != JsonValueKind.Object)
-                throw new JambaTokenizerException(file, "model.vocab is missing");
-            foreach (var p in v.EnumerateObject()) vocab[p.Name] = p.Value.GetInt32();
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        var byId = new Dictionary<int, string>();
+        foreach (var (token, value) in model.Require("vocab", "an object mapping tokens to ids").Properties())
+        {
+            int id = value.Int(0, MaxTokenId);
+            if (!byId.TryAdd(id, token))
+                throw value.Error($"id {id} is also the id of {JsonField.Quote(byId[id])} (vocabulary ids must be unique).");
+            vocab[token] = id;
+        }
 
-            var merges = new Dictionary<long, (int, int)>();
-            if (model.TryGetProperty("merges", out var mArr) && mArr.ValueKind == JsonValueKind.Array)
+        var merges = new Dictionary<long, (int, int)>();
+        if (model.Get("merges") is { } mergeList)
+        {
+            int rank = 0;
+            foreach (var m in mergeList.Items())
             {
-                int rank = 0;
-                foreach (var m in mArr.EnumerateArray())
+                string a, b;
+                if (m.Kind == JsonValueKind.String)
                 {
-                    string a, b;
-                    if (m.ValueKind == JsonValueKind.String)
-                    {
-                        string s = m.GetString()!;
-                        int sp = s.IndexOf(' ', 1);
-                        if (sp < 0) throw new JambaTokenizerException(file, $"merge '{s}' is not 'a b'");
-                        a = s[..sp];
-                        b = s[(sp + 1)..];
-                    }
-                    else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2)
-                    {
-                        a = m[0].GetString()!;
-                        b = m[1].GetString()!;
-                    }
-                    else throw new JambaTokenizerException(file, "a merge is neither \"a b\" nor [\"a\", \"b\"]");
-                    if (!vocab.TryGetValue(a, out int ia) || !vocab.TryGetValue(b, out int ib))
-                        throw new JambaTokenizerException(file, $"merge '{a} {b}': a part is not in the vocabulary");
-                    if (!vocab.TryGetValue(a + b, out int inew))
-                        throw new JambaTokenizerException(file, $"merge '{a} {b}': the result is not in the vocabulary");
-                    merges.TryAdd(Key(ia, ib), (rank, inew));
-                    rank++;
+                    string s = m.String();
+                    int sp = s.Length > 1 ? s.IndexOf(' ', 1) : -1;
+                    if (sp < 0) throw m.Error($"merge {JsonField.Quote(s)} is not \"a b\" (two tokens separated by a space).");
+                    a = s[..sp];
+                    b = s[(sp + 1)..];
                 }
-            }
-
-            int? unkId = null;
-            if (GetString(model, "unk_token") is { } unk)
-            {
-                if (!vocab.TryGetValue(unk, out int u)) throw new JambaTokenizerException(file, $"unk_token '{unk}' is not in the vocabulary");
-                unkId = u;
-            }
-            bool fuseUnk = GetBool(model, "fuse_unk") ?? false;
-            bool byteFallback = GetBool(model, "byte_fallback") ?? false;
-            bool ignoreMerges = GetBool(model, "ignore_merges") ?? false;
-
-            var decoder = new DecoderSpec();
-            if (root.TryGetProperty("decoder", out var dec) && dec.ValueKind == JsonValueKind.Object) ParseDecoder(dec, decoder, file);
-            else decoder.JoinWithSpaces = true;
-
-            var result = new HfBpeModel(vocab, merges, unkId, fuseUnk, byteFallback, ignoreMerges, decoder);
-
-            if (root.TryGetProperty("normalizer", out var norm) && norm.ValueKind == JsonValueKind.Object) result.ParseNormalizer(norm, file);
-            if (root.TryGetProperty("pre_tokenizer", out var pre) && pre.ValueKind == JsonValueKind.Object) result.ParsePreTokenizer(pre, file);
-
-            if (root.TryGetProperty("added_tokens", out var added) && added.ValueKind == JsonValueKind.Array)
-            {
-                foreach (var t in added.EnumerateArray())
+                else if (m.Kind == JsonValueKind.Array && m.Value.GetArrayLength() == 2)
                 {
-                    result.AddedTokens.Add(new AddedTokenSpec(
-                        t.GetProperty("id").GetInt32(), t.GetProperty("content").GetString() ?? "",
-                        GetBool(t, "special") ?? false, GetBool(t, "single_word") ?? false,
-                        GetBool(t, "lstrip") ?? false, GetBool(t, "rstrip") ?? false, GetBool(t, "normalized") ?? false));
+                    var parts = m.Items().ToArray();
+                    a = parts[0].String();
+                    b = parts[1].String();
                 }
+                else throw m.Expected("a merge: \"a b\" or [\"a\", \"b\"]");
+                if (!vocab.TryGetValue(a, out int ia) || !vocab.TryGetValue(b, out int ib))
+                    throw m.Error($"merge '{a} {b}': a part is not in the vocabulary.");
+                if (!vocab.TryGetValue(a + b, out int inew))
+                    throw m.Error($"merge '{a} {b}': the result is not in the vocabulary.");
+                merges.TryAdd(Key(ia, ib), (rank, inew));
+                rank++;
             }
-
-            if (root.TryGetProperty("post_processor", out var post) && post.ValueKind == JsonValueKind.Object) result.ParsePostProcessor(post, vocab);
-            return result;
         }
+
+        int? unkId = null;
+        if (model.OptString("unk_token") is { } unk)
+        {
+            if (!vocab.TryGetValue(unk, out int u)) throw new JambaTokenizerException(file, "model.unk_token", $"unk_token '{unk}' is not in the vocabulary.");
+            unkId = u;
+        }
+        bool fuseUnk = model.OptBool("fuse_unk") ?? false;
+        bool byteFallback = model.OptBool("byte_fallback") ?? false;
+        bool ignoreMerges = model.OptBool("ignore_merges") ?? false;
+
+        var decoder = new DecoderSpec();
+        if (root.Get("decoder") is { } dec) ParseDecoder(dec, decoder, file);
+        else decoder.JoinWithSpaces = true;
+
+        var result = new HfBpeModel(file, vocab, merges, unkId, fuseUnk, byteFallback, ignoreMerges, decoder);
+
+        if (root.Get("normalizer") is { } norm) result.ParseNormalizer(norm, file);
+        if (root.Get("pre_tokenizer") is { } pre) result.ParsePreTokenizer(pre, file);
+
+        if (root.Get("added_tokens") is { } added)
+        {
+            foreach (var t in added.Items())
+            {
+                t.Object();
+                result.AddedTokens.Add(new AddedTokenSpec(
+                    t.Require("id", "a token id").Int(0, MaxTokenId), t.Require("content", "the token text").String(),
+                    t.OptBool("special") ?? false, t.OptBool("single_word") ?? false,
+                    t.OptBool("lstrip") ?? false, t.OptBool("rstrip") ?? false, t.OptBool("normalized") ?? false));
+            }
+        }
+
+        if (root.Get("post_processor") is { } post) result.ParsePostProcessor(post, vocab);
+        return result;
     }
 
     /// <summary>
@@ -292,6 +301,14 @@ internal sealed class HfBpeModel : TokenizerModel
             throw new JambaTokenizerException(file, $"SentencePiece model_type {proto.ModelType} is not supported (only BPE, type 2)");
         if (proto.TreatWhitespaceAsSuffix)
             throw new JambaTokenizerException(file, "treat_whitespace_as_suffix is not supported");
+        if (proto.Pieces.Count > MaxTokenId + 1)
+            throw new JambaTokenizerException(file, $"the SentencePiece model has {proto.Pieces.Count} pieces, more than the {MaxTokenId + 1} supported");
+        // The conversion tries every split of every piece (as transformers' SentencePieceExtractor does): quadratic in
+        // the piece length, so a corrupt model with huge pieces would take forever. Real models have pieces of a few dozen characters.
+        long work = 0;
+        for (int i = 0; i < proto.Pieces.Count; i++) work += (long)proto.Pieces[i].Piece.Length * proto.Pieces[i].Piece.Length;
+        if (work > MaxSentencePieceSplitWork)
+            throw new JambaTokenizerException(file, $"the SentencePiece pieces are too long to convert (sum of squared lengths {work} > {MaxSentencePieceSplitWork}; longest {proto.Pieces.Max(x => x.Piece.Length)} characters)");
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < proto.Pieces.Count; i++) vocab.TryAdd(proto.Pieces[i].Piece, i);
 
@@ -317,7 +334,7 @@ internal sealed class HfBpeModel : TokenizerModel
         int? unk = proto.UnkId >= 0 && proto.UnkId < proto.Pieces.Count ? proto.UnkId : null;
         var decoder = new DecoderSpec { ByteFallback = proto.ByteFallback, StripStart = proto.AddDummyPrefix ? 1 : 0 };
         decoder.Replacements.Add(("\u2581", " "));
-        var model = new HfBpeModel(vocab, mergeMap, unk, fuseUnk: true, proto.ByteFallback, ignoreMerges: false, decoder);
+        var model = new HfBpeModel(file, vocab, mergeMap, unk, fuseUnk: true, proto.ByteFallback, ignoreMerges: false, decoder);
 
         if (proto.RemoveExtraWhitespaces)
             model._normalizers.Add((s, _) => string.Join(' ', s.Split(' ', StringSplitOptions.RemoveEmptyEntries)));
@@ -342,24 +359,24 @@ internal sealed class HfBpeModel : TokenizerModel
         return model;
     }
 
-    private void ParseNormalizer(JsonElement n, string file)
+    private void ParseNormalizer(JsonField n, string file)
     {
-        string type = GetString(n, "type") ?? "";
+        string type = n.Object().Require("type", "a normalizer type").String();
         switch (type)
         {
             case "Sequence":
-                foreach (var c in n.GetProperty("normalizers").EnumerateArray()) ParseNormalizer(c, file);
+                foreach (var c in n.Require("normalizers", "an array of normalizers").Items()) ParseNormalizer(c, file);
                 break;
             case "Prepend":
                 {
-                    string prepend = GetString(n, "prepend") ?? "";
+                    string prepend = n.Require("prepend", "the text to prepend").String();
                     _normalizers.Add((s, _) => s.Length == 0 ? s : prepend + s);
                     break;
                 }
             case "Replace":
                 {
                     string pattern = StringPattern(n, file);
-                    string content = GetString(n, "content") ?? "";
+                    string content = n.Require("content", "the replacement text").String();
                     _normalizers.Add((s, _) => pattern.Length == 0 ? s : s.Replace(pattern, content, StringComparison.Ordinal));
                     break;
                 }
@@ -370,48 +387,48 @@ internal sealed class HfBpeModel : TokenizerModel
             case "Lowercase": _normalizers.Add((s, _) => s.ToLowerInvariant()); break;
             case "Strip":
                 {
-                    bool left = GetBool(n, "strip_left") ?? true, right = GetBool(n, "strip_right") ?? true;
+                    bool left = n.OptBool("strip_left") ?? true, right = n.OptBool("strip_right") ?? true;
                     _normalizers.Add((s, _) => left && right ? s.Trim() : left ? s.TrimStart() : right ? s.TrimEnd() : s);
                     break;
                 }
             default:
-                throw new JambaTokenizerException(file, $"normalizer '{type}' is not supported");
+                throw new JambaTokenizerException(file, n.ChildPath("type"), $"normalizer '{type}' is not supported.");
         }
     }
 
-    private void ParsePreTokenizer(JsonElement p, string file)
+    private void ParsePreTokenizer(JsonField p, string file)
     {
-        string type = GetString(p, "type") ?? "";
+        string type = p.Object().Require("type", "a pre-tokenizer type").String();
         switch (type)
         {
             case "Sequence":
-                foreach (var c in p.GetProperty("pretokenizers").EnumerateArray()) ParsePreTokenizer(c, file);
+                foreach (var c in p.Require("pretokenizers", "an array of pre-tokenizers").Items()) ParsePreTokenizer(c, file);
                 break;
             case "Metaspace":
                 {
-                    string replacement = GetString(p, "replacement") ?? "\u2581";
-                    string scheme = GetString(p, "prepend_scheme")
-                        ?? ((GetBool(p, "add_prefix_space") ?? true) ? "always" : "never");
+                    string replacement = p.OptString("replacement") ?? "\u2581";
+                    string scheme = p.OptString("prepend_scheme")
+                        ?? ((p.OptBool("add_prefix_space") ?? true) ? "always" : "never");
                     if (scheme is not ("always" or "first" or "never"))
-                        throw new JambaTokenizerException(file, $"Metaspace prepend_scheme '{scheme}' is not supported");
-                    _metaspace.Add(new MetaspaceSpec(replacement, scheme, GetBool(p, "split") ?? true));
+                        throw new JambaTokenizerException(file, p.ChildPath("prepend_scheme"), $"Metaspace prepend_scheme '{scheme}' is not supported (always, first or never).");
+                    _metaspace.Add(new MetaspaceSpec(replacement, scheme, p.OptBool("split") ?? true));
                     break;
                 }
             default:
-                throw new JambaTokenizerException(file, $"pre_tokenizer '{type}' is not supported");
+                throw new JambaTokenizerException(file, p.ChildPath("type"), $"pre_tokenizer '{type}' is not supported.");
         }
     }
 
-    private static void ParseDecoder(JsonElement d, DecoderSpec spec, string file)
+    private static void ParseDecoder(JsonField d, DecoderSpec spec, string file)
     {
-        string type = GetString(d, "type") ?? "";
+        string type = d.Object().Require("type", "a decoder type").String();
         switch (type)
         {
             case "Sequence":
-                foreach (var c in d.GetProperty("decoders").EnumerateArray()) ParseDecoder(c, spec, file);
+                foreach (var c in d.Require("decoders", "an array of decoders").Items()) ParseDecoder(c, spec, file);
                 break;
             case "Replace":
-                spec.Replacements.Add((StringPattern(d, file), GetString(d, "content") ?? ""));
+                spec.Replacements.Add((StringPattern(d, file), d.Require("content", "the replacement text").String()));
                 break;
             case "ByteFallback":
                 spec.ByteFallback = true;
@@ -420,65 +437,61 @@ internal sealed class HfBpeModel : TokenizerModel
                 break;
             case "Strip":
                 {
-                    string content = GetString(d, "content") ?? " ";
-                    int start = d.TryGetProperty("start", out var s) ? s.GetInt32() : 0;
-                    int stop = d.TryGetProperty("stop", out var e) ? e.GetInt32() : 0;
-                    if (stop != 0 || content.Length != 1) throw new JambaTokenizerException(file, "Strip decoder: only 'start' with a one-character content is supported");
+                    string content = d.OptString("content") ?? " ";
+                    int start = d.OptInt("start", 0, 1 << 20) ?? 0;
+                    int stop = d.OptInt("stop", 0, 1 << 20) ?? 0;
+                    if (stop != 0 || content.Length != 1) throw new JambaTokenizerException(file, d.Path, "Strip decoder: only 'start' with a one-character content is supported.");
                     spec.StripStart = start;
                     spec.StripContent = content[0];
                     break;
                 }
             case "Metaspace":
                 {
-                    string replacement = GetString(d, "replacement") ?? "\u2581";
-                    if (replacement.Length != 1) throw new JambaTokenizerException(file, "Metaspace decoder: replacement must be one character");
-                    string scheme = GetString(d, "prepend_scheme") ?? ((GetBool(d, "add_prefix_space") ?? true) ? "always" : "never");
+                    string replacement = d.OptString("replacement") ?? "\u2581";
+                    if (replacement.Length != 1) throw new JambaTokenizerException(file, d.ChildPath("replacement"), "Metaspace decoder: replacement must be one character.");
+                    string scheme = d.OptString("prepend_scheme") ?? ((d.OptBool("add_prefix_space") ?? true) ? "always" : "never");
+                    if (scheme is not ("always" or "first" or "never"))
+                        throw new JambaTokenizerException(file, d.ChildPath("prepend_scheme"), $"Metaspace prepend_scheme '{scheme}' is not supported (always, first or never).");
                     spec.MetaspaceReplacement = replacement[0];
                     spec.MetaspaceDropFirst = scheme != "never";
                     break;
                 }
             default:
-                throw new JambaTokenizerException(file, $"decoder '{type}' is not supported");
+                throw new JambaTokenizerException(file, d.ChildPath("type"), $"decoder '{type}' is not supported.");
         }
     }
 
-    private void ParsePostProcessor(JsonElement p, Dictionary<string, int> vocab)
+    private void ParsePostProcessor(JsonField p, Dictionary<string, int> vocab)
     {
-        string type = GetString(p, "type") ?? "";
-        if (type == "Sequence" && p.TryGetProperty("processors", out var procs))
+        string type = p.Object().OptString("type") ?? "";
+        if (type == "Sequence" && p.Get("processors") is { } procs)
         {
-            foreach (var c in procs.EnumerateArray()) ParsePostProcessor(c, vocab);
+            foreach (var c in procs.Items()) ParsePostProcessor(c, vocab);
             return;
         }
-        if (type != "TemplateProcessing" || !p.TryGetProperty("single", out var single)) return;
+        if (type != "TemplateProcessing" || p.Get("single") is not { } single) return; // other post-processors do not add tokens to a single sequence
         HasTemplate = true;
         var specials = new Dictionary<string, List<int>>(StringComparer.Ordinal);
-        if (p.TryGetProperty("special_tokens", out var st) && st.ValueKind == JsonValueKind.Object)
-            foreach (var e in st.EnumerateObject())
-                specials[e.Name] = e.Value.TryGetProperty("ids", out var idsEl) ? idsEl.EnumerateArray().Select(x => x.GetInt32()).ToList() : new List<int>();
+        if (p.Get("special_tokens") is { } st)
+            foreach (var (name, e) in st.Properties())
+                specials[name] = e.Object().Get("ids") is { } ids ? ids.Items().Select(x => x.Int(0, MaxTokenId)).ToList() : new List<int>();
         bool seenSequence = false;
-        foreach (var piece in single.EnumerateArray())
+        foreach (var piece in single.Items())
         {
-            if (piece.TryGetProperty("Sequence", out _)) { seenSequence = true; continue; }
-            if (!piece.TryGetProperty("SpecialToken", out var tok)) continue;
-            string id = tok.GetProperty("id").GetString() ?? "";
-            List<int> ids = specials.TryGetValue(id, out var l) ? l
+            if (piece.Object().Has("Sequence")) { seenSequence = true; continue; }
+            if (piece.Get("SpecialToken") is not { } tok) continue;
+            string id = tok.Object().Require("id", "the special token's name").String();
+            List<int> list = specials.TryGetValue(id, out var l) ? l
                 : AddedTokens.FirstOrDefault(a => a.Content == id) is { } at ? new List<int> { at.Id }
                 : vocab.TryGetValue(id, out int vid) ? new List<int> { vid } : new List<int>();
-            (seenSequence ? TemplateSuffix : TemplatePrefix).AddRange(ids);
+            (seenSequence ? TemplateSuffix : TemplatePrefix).AddRange(list);
         }
     }
 
-    private static string StringPattern(JsonElement e, string file)
+    private static string StringPattern(JsonField e, string file)
     {
-        if (e.TryGetProperty("pattern", out var pat) && pat.ValueKind == JsonValueKind.Object && pat.TryGetProperty("String", out var s))
-            return s.GetString() ?? "";
-        throw new JambaTokenizerException(file, "only String patterns are supported in Replace (not Regex)");
+        var pattern = e.Require("pattern", "{\"String\": ...}").Object();
+        if (pattern.Get("String") is { } s) return s.String();
+        throw new JambaTokenizerException(file, pattern.Path, "only String patterns are supported in Replace (not Regex).");
     }
-
-    internal static string? GetString(JsonElement e, string name)
-        => e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-
-    internal static bool? GetBool(JsonElement e, string name)
-        => e.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
 }

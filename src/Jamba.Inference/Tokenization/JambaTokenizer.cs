@@ -151,11 +151,18 @@ public sealed class JambaTokenizer
         string json = Path.Combine(checkpointFolder, TokenizerJsonFile);
         string spm = Path.Combine(checkpointFolder, SentencePieceModelFile);
         tokenizer = null;
-        if (!File.Exists(json) && !File.Exists(spm)) return false;
+        bool hasJson = InputFiles.Exists(json);
+        if (!hasJson && !InputFiles.Exists(spm)) return false;
         var cfg = TokenizerConfigInfo.Read(Path.Combine(checkpointFolder, TokenizerConfigFile));
-        var extraEos = ReadGenerationEos(Path.Combine(checkpointFolder, GenerationConfigFile));
-        tokenizer = File.Exists(json) ? FromTokenizerJson(File.ReadAllText(json), cfg, extraEos, json)
-            : FromSentencePiece(File.ReadAllBytes(spm), cfg, extraEos, spm);
+        string generationConfig = Path.Combine(checkpointFolder, GenerationConfigFile);
+        var extraEos = ReadGenerationEos(generationConfig);
+        // Files are read bounded, as strict UTF-8 and through symbolic links (Hugging Face cache snapshots).
+        tokenizer = hasJson
+            ? FromTokenizerJson(InputFiles.ReadText(json, (message, inner) => new JambaTokenizerException(json, message, inner)), cfg, extraEos, json)
+            : FromSentencePiece(InputFiles.ReadBytes(spm, InputFiles.MaxTextBytes, (message, inner) => new JambaTokenizerException(spm, message, inner)), cfg, extraEos, spm);
+        foreach (int id in extraEos)
+            if (id >= tokenizer.VocabSize)
+                throw new JambaTokenizerException(generationConfig, "eos_token_id", $"id {id} is outside the tokenizer's vocabulary (ids 0..{tokenizer.VocabSize - 1}).");
         return true;
     }
 
@@ -203,6 +210,7 @@ public sealed class JambaTokenizer
     /// <param name="addSpecialTokens">Add the BOS / EOS tokens the tokenizer is configured to add (<see cref="AddBosToken"/>, <see cref="AddEosToken"/>).</param>
     /// <param name="parseSpecialTokens">Match special tokens written in the text (e.g. <c>&lt;|bom|&gt;</c> rendered by a chat template) as whole tokens.
     /// When false they are encoded as ordinary text; non-special added tokens are always matched (Hugging Face's <c>split_special_tokens</c>).</param>
+    /// <exception cref="JambaTokenizerException">The text has a character this tokenizer cannot encode (no unk_token and no byte fallback for it).</exception>
     public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true, bool parseSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(text);
@@ -269,24 +277,20 @@ public sealed class JambaTokenizer
         return _model.TryGetId(content, out id) ? id : null;
     }
 
+    /// <summary>The <c>eos_token_id</c>s of <c>generation_config.json</c> (an id, a list of ids or null); the other id fields are type-checked.</summary>
     private static List<int> ReadGenerationEos(string path)
     {
         var list = new List<int>();
-        if (!File.Exists(path)) return list;
-        try
+        if (!InputFiles.Exists(path)) return list;
+        using var doc = InputFiles.ReadJson(path, lenient: true, (message, inner) => new JambaTokenizerException(path, message, inner));
+        var root = new JsonField(doc.RootElement, "", (field, message) => new JambaTokenizerException(path, field, message)).Object();
+        if (root.Get("eos_token_id") is { } e)
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("eos_token_id", out var e))
-            {
-                if (e.ValueKind == JsonValueKind.Number) list.Add(e.GetInt32());
-                else if (e.ValueKind == JsonValueKind.Array)
-                    foreach (var x in e.EnumerateArray()) if (x.ValueKind == JsonValueKind.Number) list.Add(x.GetInt32());
-            }
+            if (e.Kind == JsonValueKind.Array) list.AddRange(e.Items().Select(x => x.Int(0, HfBpeModel.MaxTokenId)));
+            else list.Add(e.Int(0, HfBpeModel.MaxTokenId));
         }
-        catch (JsonException e)
-        {
-            throw new JambaTokenizerException(path, "invalid JSON: " + e.Message, e);
-        }
+        foreach (var field in new[] { "bos_token_id", "pad_token_id", "decoder_start_token_id" })
+            root.OptInt(field, 0, HfBpeModel.MaxTokenId);
         return list;
     }
 }

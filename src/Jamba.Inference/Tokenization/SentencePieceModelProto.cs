@@ -65,7 +65,7 @@ internal sealed class SentencePieceModelProto
         while (!r.End)
         {
             var (field, wire) = r.Key();
-            if (field == 1 && wire == 2) piece = Encoding.UTF8.GetString(r.Bytes());
+            if (field == 1 && wire == 2) piece = Utf8(r.Bytes(), "piece");
             else if (field == 2 && wire == 5) score = r.Fixed32Float();
             else if (field == 3 && wire == 0) type = (SentencePieceType)(int)r.Varint();
             else r.Skip(wire);
@@ -102,13 +102,28 @@ internal sealed class SentencePieceModelProto
             var (field, wire) = r.Key();
             switch (field)
             {
-                case 1 when wire == 2: NormalizationRuleName = Encoding.UTF8.GetString(r.Bytes()); break;
+                case 1 when wire == 2: NormalizationRuleName = Utf8(r.Bytes(), "normalizer_spec.name"); break;
                 case 2 when wire == 2: HasPrecompiledCharsMap = r.Bytes().Length > 0; break;
                 case 3 when wire == 0: AddDummyPrefix = r.Varint() != 0; break;
                 case 4 when wire == 0: RemoveExtraWhitespaces = r.Varint() != 0; break;
                 case 5 when wire == 0: EscapeWhitespaces = r.Varint() != 0; break;
                 default: r.Skip(wire); break;
             }
+        }
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>Strict UTF-8 (a string field with invalid bytes is a corrupt model, not text to repair).</summary>
+    private static string Utf8(ReadOnlySpan<byte> bytes, string field)
+    {
+        try
+        {
+            return StrictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new FormatException($"{field} is not valid UTF-8: {e.Message}", e);
         }
     }
 
