@@ -109,6 +109,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         path = System.IO.Path.GetFullPath(path);
+        string file = path;
+        InputFiles.EnsureConfined(path, (message, inner) => new JambaCheckpointException(file, null, message, inner));
         FileStream? fs;
         try
         {

@@ -60,9 +60,80 @@ internal static class InputFiles
         }
     }
 
-    /// <summary>Reads at most <paramref name="maxBytes"/> bytes of <paramref name="path"/> (following links).</summary>
+    /// <summary>The environment variable that lets links of a checkpoint point anywhere (set to <c>1</c>).</summary>
+    public const string AllowExternalLinksVariable = "JAMBA_ALLOW_EXTERNAL_LINKS";
+
+    /// <summary>
+    /// Links are followed but stay confined: a file that is a symbolic link must lead inside the folder that holds it, or
+    /// inside the repository that folder is a snapshot of — the Hugging Face cache (<c>models--org--name/snapshots/rev/</c>,
+    /// whose files link into <c>models--org--name/blobs/</c>) or a git-annex repository (links into <c>.git/annex/</c>).
+    /// A link elsewhere (a <c>tokenizer.json</c> that is a link to <c>/etc/passwd</c>, say) is refused with a message naming
+    /// both, unless <see cref="AllowExternalLinksVariable"/> is <c>1</c> (shared model stores linked by hand).
+    /// </summary>
+    public static void EnsureConfined(string path, ErrorFactory error)
+    {
+        FileSystemInfo? final;
+        try
+        {
+            var info = new FileInfo(path);
+            if (info.LinkTarget is null) return;
+            final = info.ResolveLinkTarget(returnFinalTarget: true);
+        }
+        catch (IOException)
+        {
+            return; // a broken or looping link: opening it reports that
+        }
+        if (final is null || Environment.GetEnvironmentVariable(AllowExternalLinksVariable) == "1") return;
+        string target = Path.GetFullPath(final.FullName);
+        var roots = AllowedRoots(Path.GetDirectoryName(Path.GetFullPath(path))!).ToList();
+        if (roots.Any(r => IsInside(target, r))) return;
+        throw error($"is a symbolic link to '{target}', outside the checkpoint folder{(roots.Count > 1 ? " and the repository it is a snapshot of" : "")} " +
+                    $"('{string.Join("', '", roots)}'); links must stay inside them (set {AllowExternalLinksVariable}=1 to follow links anywhere).", null);
+    }
+
+    private static IEnumerable<string> AllowedRoots(string folder)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var start in new[] { folder, RealPath(folder) })
+        {
+            if (seen.Add(start)) yield return start;
+            // Hugging Face cache: <repo>/snapshots/<revision>/file -> ../../blobs/<hash>
+            var parent = Directory.GetParent(start);
+            if (parent is { Name: "snapshots", Parent: { } repo } && Directory.Exists(Path.Combine(repo.FullName, "blobs")) && seen.Add(repo.FullName))
+                yield return repo.FullName;
+            // git-annex: any ancestor holding .git/annex
+            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+                if (Directory.Exists(Path.Combine(dir.FullName, ".git", "annex")))
+                {
+                    if (seen.Add(dir.FullName)) yield return dir.FullName;
+                    break;
+                }
+        }
+    }
+
+    private static string RealPath(string folder)
+    {
+        try
+        {
+            var info = new DirectoryInfo(folder);
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(true) is { } t) return Path.GetFullPath(t.FullName);
+            // A link higher up: resolve the parent, keep the name.
+            if (info.Parent is { } p && RealPath(p.FullName) is var rp && rp != p.FullName) return Path.Combine(rp, info.Name);
+        }
+        catch (IOException) { }
+        return folder;
+    }
+
+    private static bool IsInside(string path, string root)
+    {
+        string r = root.EndsWith(Path.DirectorySeparatorChar) ? root : root + Path.DirectorySeparatorChar;
+        return path.StartsWith(r, StringComparison.Ordinal);
+    }
+
+    /// <summary>Reads at most <paramref name="maxBytes"/> bytes of <paramref name="path"/> (following links that stay confined, see <see cref="EnsureConfined"/>).</summary>
     public static byte[] ReadBytes(string path, long maxBytes, ErrorFactory error)
     {
+        EnsureConfined(path, error);
         try
         {
             using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
