@@ -65,6 +65,31 @@ public sealed class RoomDependencyTests(ITestOutputHelper output)
         return (compilation, trees);
     }
 
+    /// <summary>The compile-time assemblies of <paramref name="project"/>'s packages, from its <c>obj/project.assets.json</c>
+    /// (written by the solution's restore, before anything builds).</summary>
+    private static IEnumerable<MetadataReference> PackageReferences(string project)
+    {
+        string assets = Path.Combine(FixtureRoots.RepositoryRoot, "src", project, "obj", "project.assets.json");
+        Assert.True(File.Exists(assets), $"{assets} is missing: restore the solution (dotnet restore Jamba.sln) before running this test.");
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(assets));
+        var root = doc.RootElement;
+        var folders = root.GetProperty("packageFolders").EnumerateObject().Select(p => p.Name).ToList();
+        var libraries = root.GetProperty("libraries");
+        var target = root.GetProperty("targets").EnumerateObject().First().Value;
+        foreach (var library in target.EnumerateObject())
+        {
+            if (!library.Value.TryGetProperty("type", out var type) || type.GetString() != "package") continue;
+            if (!library.Value.TryGetProperty("compile", out var compile)) continue;
+            string relative = libraries.GetProperty(library.Name).GetProperty("path").GetString()!;
+            foreach (var asset in compile.EnumerateObject())
+            {
+                if (asset.Name.EndsWith("_._", StringComparison.Ordinal)) continue;
+                string? file = folders.Select(f => Path.Combine(f, relative, asset.Name)).FirstOrDefault(File.Exists);
+                if (file is not null) yield return MetadataReference.CreateFromFile(file);
+            }
+        }
+    }
+
     /// <summary>The check is only as good as its symbol resolution: the compilation must have no errors (but the regex source
     /// generator's partial methods, which a plain compilation does not run).</summary>
     private static void AssertCompiles(CSharpCompilation compilation)
@@ -132,11 +157,8 @@ public sealed class RoomDependencyTests(ITestOutputHelper output)
     public void ConnectorsUseNoModelingTypeBeyondTheLoadOptions(string project)
     {
         var (core, _) = Core.Value;
-        // The connector's packages (Semantic Kernel, ML.NET) come from its test project's output, built with the solution.
-        var bin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        string packages = Path.Combine(FixtureRoots.RepositoryRoot, "tests", project + ".Tests", "bin", bin.Parent!.Name, bin.Name);
-        Assert.True(Directory.Exists(packages), $"{packages} is missing: build the solution (dotnet build Jamba.sln) before running this test.");
-        var (compilation, trees) = Compile(project, packages, core.ToMetadataReference());
+        // The connector's packages (Semantic Kernel, ML.NET): its restore output names every compile-time assembly.
+        var (compilation, trees) = Compile(project, null, [.. PackageReferences(project), core.ToMetadataReference()]);
         AssertCompiles(compilation);
         Assert.Contains(References(compilation, trees), r => JambaRoom(r.Symbol) is not null); // the check resolves the core's types
         var used = References(compilation, trees)
