@@ -179,6 +179,10 @@ internal static class Completions
         if (Json.Integer(body, "seed") is { } seed) g.Seed = seed;
         if (Json.Bool(body, "ignore_eos") is { } ignore) g.IgnoreEos = ignore;
         foreach (var s in Json.Stop(body)) g.StopSequences.Add(s);
+        if (Json.Array(body, "stop_token_ids") is { } stopIds)
+            for (int i = 0; i < stopIds.Count; i++)
+                g.StopTokenIds.Add(stopIds[i] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var d && d == Math.Floor(d) && d >= 0 && d < int.MaxValue
+                    ? (int)d : throw OpenAIErrorException.BadRequest($"'stop_token_ids[{i}]' must be a token id.", $"stop_token_ids[{i}]"));
         if (Json.Int32(body, "logprobs") is { } lp)
         {
             if (lp is < 0 or > 20) throw OpenAIErrorException.BadRequest($"'logprobs' must be between 0 and 20; found {lp}.", "logprobs");
