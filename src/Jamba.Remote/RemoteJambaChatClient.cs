@@ -154,7 +154,46 @@ public sealed class RemoteJambaChatClient : DelegatingChatClient
         }
     }
 
-    private ChatOutputParser NewParser(bool citations) => new(_options.ToolCallFormat, _options.StartsInReasoning, _logger, citations);
+    private OutputParser NewParser(bool citations) => new(_options, _logger, citations);
+
+    /// <summary>
+    /// The in-process <see cref="ChatOutputParser"/>, made once the answer's start is known: an answer that opens with
+    /// <c>&lt;think&gt;</c> (a server that does not separate reasoning) is parsed as starting in reasoning.
+    /// </summary>
+    private sealed class OutputParser(RemoteJambaChatClientOptions options, ILogger logger, bool citations)
+    {
+        private const string ThinkOpen = "<think>";
+        private readonly StringBuilder _pending = new();
+        private ChatOutputParser? _parser;
+
+        public int ToolCallCount => _parser?.ToolCallCount ?? 0;
+        public IReadOnlyList<int>? CitedDocumentIndexes => _parser?.CitedDocumentIndexes;
+
+        public IReadOnlyList<AIContent> Push(string text)
+        {
+            if (_parser is not null) return _parser.Push(text);
+            _pending.Append(text);
+            string start = _pending.ToString().TrimStart();
+            if (!options.StartsInReasoning && start.Length < ThinkOpen.Length && ThinkOpen.StartsWith(start, StringComparison.Ordinal)) return [];
+            return Start().Push(_pending.ToString());
+        }
+
+        public IReadOnlyList<AIContent> Complete()
+        {
+            if (_parser is null)
+            {
+                var first = Start().Push(_pending.ToString());
+                return first.Concat(_parser!.Complete()).ToList();
+            }
+            return _parser.Complete();
+        }
+
+        private ChatOutputParser Start()
+        {
+            bool reasoning = options.StartsInReasoning || _pending.ToString().TrimStart().StartsWith(ThinkOpen, StringComparison.Ordinal);
+            return _parser = new ChatOutputParser(options.ToolCallFormat, reasoning, logger, citations);
+        }
+    }
 
     /// <summary>
     /// The request as the server receives it: the Jamba settings out of <see cref="ChatOptions.AdditionalProperties"/> (and

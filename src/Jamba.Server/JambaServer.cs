@@ -164,13 +164,26 @@ public sealed class JambaServer : IAsyncDisposable
             }
             else
             {
-                var engine = (_options.Load.Engine ?? new EngineOptions()).Clone();
+                var asked = _options.Load.Engine ?? new EngineOptions();
+                var engine = asked.Clone();
                 engine.QueueFull = QueueFullBehavior.Throw;
+                var registry = _options.Registry ?? JambaModelRegistry.Shared;
                 var load = new ModelLoadOptions { Model = _options.Load.Model ?? new(), Engine = engine };
-                handle = await (_options.Registry ?? JambaModelRegistry.Shared).LoadAsync(_options.ModelPath, load, null, _stopping.Token).ConfigureAwait(false);
+                try
+                {
+                    handle = await registry.LoadAsync(_options.ModelPath, load, null, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (EngineOptionsConflictException) when (asked.IsDefault)
+                {
+                    // Already loaded in this process by someone else: asking for nothing but the full-queue answer, share that
+                    // engine (continuous batching with its other users) under its own options.
+                    handle = await registry.LoadAsync(_options.ModelPath, new ModelLoadOptions { Model = load.Model }, null, _stopping.Token).ConfigureAwait(false);
+                    if (handle.Engine.Options.QueueFull != QueueFullBehavior.Throw)
+                        _logger.LogWarning("{Model} is already loaded in this process with QueueFull = {Behavior}; requests over its queue wait instead of getting 429.", handle.Path, handle.Engine.Options.QueueFull);
+                }
             }
             var defaults = new GenerationOptions { MaxNewTokens = _options.DefaultMaxTokens, Temperature = 1f };
-            var client = new JambaChatClient(handle, new JambaChatClientOptions { ModelId = ModelName, DefaultGenerationOptions = defaults },
+            var client = _options.ChatClientFactory?.Invoke(handle) ?? new JambaChatClient(handle, new JambaChatClientOptions { ModelId = ModelName, DefaultGenerationOptions = defaults },
                 _options.LoggerFactory?.CreateLogger<JambaChatClient>());
             _model = new ModelState(handle, client, handle.Tokenizer ?? throw new InvalidOperationException($"The checkpoint '{handle.Path}' has no tokenizer files; the server needs one."),
                 DateTimeOffset.UtcNow.ToUnixTimeSeconds());

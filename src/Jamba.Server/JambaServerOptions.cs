@@ -53,6 +53,9 @@ public sealed class JambaServerOptions
     /// <summary>Loads the model instead of <see cref="JambaModelRegistry.LoadAsync"/> (tests delay it to observe the loading state).</summary>
     public Func<CancellationToken, Task<JambaModelHandle>>? ModelLoader { get; set; }
 
+    /// <summary>Makes the chat client over the loaded model (tests script the model's output through it); null = the model's own.</summary>
+    internal Func<JambaModelHandle, Jamba.Inference.Chat.JambaChatClient>? ChatClientFactory { get; set; }
+
     /// <summary>Checks the options.</summary>
     /// <exception cref="ArgumentException">Names the option.</exception>
     public void Validate()
