@@ -246,7 +246,9 @@ public sealed class RemoteJambaChatClient : DelegatingChatClient
             remote.RawRepresentationFactory = client =>
             {
                 var raw = previous?.Invoke(client) as ChatCompletionOptions ?? new ChatCompletionOptions();
+#pragma warning disable SCME0001 // JsonPatch: the OpenAI client's way to add fields it has no property for (vLLM's extras)
                 foreach (var (path, json) in fields) raw.Patch.Set(path, json);
+#pragma warning restore SCME0001
                 return raw;
             };
         }

@@ -55,14 +55,25 @@ public sealed class RoomDependencyTests(ITestOutputHelper output)
         var references = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
             .Concat(Directory.EnumerateFiles(AppContext.BaseDirectory, "*.dll"))
             .Concat(referenceFolder is null ? [] : Directory.EnumerateFiles(referenceFolder, "*.dll"))
+            .Concat(referenceFolder is null ? [] : AspNetCoreFramework())
             .Where(p => Path.GetFileNameWithoutExtension(p) is var n && n != project && n != "Jamba.Inference") // both compiled from source
             .GroupBy(Path.GetFileName).Select(g => g.First())
             .Select(p => (MetadataReference)MetadataReference.CreateFromFile(p))
             .Concat(extra);
         var global = CSharpSyntaxTree.ParseText("global using System; global using System.IO; global using System.Linq; global using System.Collections.Generic; global using System.Threading; global using System.Threading.Tasks; global using System.Net.Http;", parse);
-        var compilation = CSharpCompilation.Create(project + ".Check", trees.Append(global), references,
+        // Named as the real assembly, so that a referenced connector (Jamba.Remote) that references Jamba.Inference binds to this one.
+        var compilation = CSharpCompilation.Create(project, trees.Append(global), references,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, allowUnsafe: true, nullableContextOptions: NullableContextOptions.Enable));
         return (compilation, trees);
+    }
+
+    /// <summary>The ASP.NET Core shared framework beside the running .NET one (Jamba.Server's framework reference, which no
+    /// bin folder holds).</summary>
+    private static IEnumerable<string> AspNetCoreFramework()
+    {
+        var netcore = new DirectoryInfo(Path.GetDirectoryName(typeof(object).Assembly.Location)!);
+        var folder = Path.Combine(netcore.Parent!.Parent!.FullName, "Microsoft.AspNetCore.App", netcore.Name);
+        return Directory.Exists(folder) ? Directory.EnumerateFiles(folder, "*.dll") : [];
     }
 
     /// <summary>The check is only as good as its symbol resolution: the compilation must have no errors (but the regex source
@@ -127,14 +138,16 @@ public sealed class RoomDependencyTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("Jamba.SemanticKernel")]
-    [InlineData("Jamba.MLNet")]
-    public void ConnectorsUseNoModelingTypeBeyondTheLoadOptions(string project)
+    [InlineData("Jamba.SemanticKernel", "Jamba.SemanticKernel.Tests")]
+    [InlineData("Jamba.MLNet", "Jamba.MLNet.Tests")]
+    [InlineData("Jamba.Server", "Jamba.Server.Tests")]
+    [InlineData("Jamba.Remote", "Jamba.Server.Tests")]
+    public void ConnectorsUseNoModelingTypeBeyondTheLoadOptions(string project, string testProject)
     {
         var (core, _) = Core.Value;
-        // The connector's packages (Semantic Kernel, ML.NET) come from its test project's output, built with the solution.
+        // The connector's packages (Semantic Kernel, ML.NET, ASP.NET Core, OpenAI) come from a test project's output, built with the solution.
         var bin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-        string packages = Path.Combine(FixtureRoots.RepositoryRoot, "tests", project + ".Tests", "bin", bin.Parent!.Name, bin.Name);
+        string packages = Path.Combine(FixtureRoots.RepositoryRoot, "tests", testProject, "bin", bin.Parent!.Name, bin.Name);
         Assert.True(Directory.Exists(packages), $"{packages} is missing: build the solution (dotnet build Jamba.sln) before running this test.");
         var (compilation, trees) = Compile(project, packages, core.ToMetadataReference());
         AssertCompiles(compilation);
