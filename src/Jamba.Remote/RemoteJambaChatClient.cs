@@ -105,7 +105,7 @@ public sealed class RemoteJambaChatClient : DelegatingChatClient
             contents.AddRange(parser.Complete());
             message.Contents = contents;
             if (parser.ToolCallCount > 0) response.FinishReason = ChatFinishReason.ToolCalls;
-            if (parser.CitedDocumentIndexes is { } cited)
+            if ((parser.CitedDocumentIndexes ?? ServerCitations(response.RawRepresentation)) is { } cited)
                 (message.AdditionalProperties ??= [])[JambaCitations.AdditionalPropertiesKey] = JambaCitations.Resolve(cited, documents);
         }
         return response;
@@ -133,7 +133,7 @@ public sealed class RemoteJambaChatClient : DelegatingChatClient
                 completed = true;
                 contents.AddRange(parser.Complete());
                 if (parser.ToolCallCount > 0) update.FinishReason = ChatFinishReason.ToolCalls;
-                if (parser.CitedDocumentIndexes is { } cited)
+                if ((parser.CitedDocumentIndexes ?? ServerCitations(update.RawRepresentation)) is { } cited)
                     (update.AdditionalProperties ??= [])[JambaCitations.AdditionalPropertiesKey] = JambaCitations.Resolve(cited, documents);
             }
             if (contents.Count == 0 && update.FinishReason is null && update.Contents.Count > 0) continue; // held back by the parser
@@ -155,6 +155,29 @@ public sealed class RemoteJambaChatClient : DelegatingChatClient
     }
 
     private OutputParser NewParser(bool citations) => new(_options, _logger, citations);
+
+    /// <summary>The document numbers <c>jamba serve</c> reports in its <c>citations</c> field (the section it took out of the text).</summary>
+    private static IReadOnlyList<int>? ServerCitations(object? raw)
+    {
+#pragma warning disable SCME0001 // JsonPatch: the OpenAI client's access to fields it has no property for
+        ReadOnlyMemory<byte> json = default;
+        bool found = raw switch
+        {
+            ChatCompletion c => c.Patch.TryGetJson("$.choices[0].message.citations"u8, out json),
+            StreamingChatCompletionUpdate u => u.Patch.TryGetJson("$.choices[0].delta.citations"u8, out json),
+            _ => false,
+        };
+#pragma warning restore SCME0001
+        if (!found) return null;
+        try
+        {
+            return JsonSerializer.Deserialize<List<int>>(json.Span);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>
     /// The in-process <see cref="ChatOutputParser"/>, made once the answer's start is known: an answer that opens with

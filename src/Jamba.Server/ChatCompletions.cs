@@ -208,6 +208,7 @@ internal static class ChatCompletions
         private readonly StringBuilder _reasoning = new();
         private readonly List<FunctionCallContent> _calls = [];
         private readonly JsonArray _logProbs = [];
+        private IReadOnlyList<JambaCitation>? _citations;
 
         public int Index { get; } = index;
         public bool SentRole { get; set; }
@@ -252,6 +253,12 @@ internal static class ChatCompletions
                 delta["content"] = text.ToString();
             }
             if (calls.Count > 0) delta["tool_calls"] = calls;
+            if (update.GetCitations() is { Count: > 0 } citations)
+            {
+                // Jamba's citation section (citation_mode "fast"), taken out of the text: the cited document numbers.
+                _citations = citations;
+                delta["citations"] = CitationsJson(citations);
+            }
             JsonNode? logprobs = null;
             if (logProbs && update.RawRepresentation is GenerationUpdate { TokenId: { } token, LogProb: { } lp } raw && !tokenizer.IsSpecialToken(token))
             {
@@ -291,6 +298,7 @@ internal static class ChatCompletions
         {
             var message = new JsonObject { ["role"] = "assistant", ["content"] = _text.Length == 0 && _calls.Count > 0 ? null : _text.ToString() };
             if (_reasoning.Length > 0) message["reasoning_content"] = _reasoning.ToString();
+            if (_citations is { Count: > 0 } citations) message["citations"] = CitationsJson(citations);
             if (_calls.Count > 0)
                 message["tool_calls"] = new JsonArray(_calls.Select(c => (JsonNode)new JsonObject
                 {
@@ -306,6 +314,9 @@ internal static class ChatCompletions
                 ["finish_reason"] = FinishReason,
             };
         }
+
+        private static JsonArray CitationsJson(IReadOnlyList<JambaCitation> citations) =>
+            new(citations.Select(c => (JsonNode)c.DocumentIndex).ToArray());
 
         private static string ArgumentsJson(FunctionCallContent call) =>
             JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions);

@@ -178,6 +178,25 @@ public sealed class ConnectorTests(ServerFixture fx)
         Assert.Equal("get_weather", streamedCall.Name);
     }
 
+    [Fact]
+    public async Task CitationsTravelFromTheServerToTheRemoteClient()
+    {
+        var (server, script) = await ScriptedServer(null, "Moby Dick is the whale.<citations>[0]</citations>", "Moby Dick is the whale.<citations>[0]</citations>");
+        await using var _ = server;
+        using var client = RemoteJambaChatClient.Create(server.BaseAddress, null, "scripted");
+        var options = new ChatOptions().WithDocuments([new JambaDocument("The white whale is called Moby Dick.", "Moby")]).WithCitations();
+        var response = await client.GetResponseAsync([new AIChatMessage(ChatRole.User, "Which whale?")], options);
+        Assert.Equal("Moby Dick is the whale.", response.Text);
+        var cited = Assert.Single(response.GetCitations());
+        Assert.Equal(0, cited.DocumentIndex);
+        Assert.Equal("Moby", cited.Title);
+        Assert.Contains("citation", script.Prompts[0]); // the knobs reached the template
+
+        var updates = await client.GetStreamingResponseAsync([new AIChatMessage(ChatRole.User, "Which whale?")], options).ToListAsync();
+        Assert.Equal("Moby Dick is the whale.", string.Concat(updates.Select(u => u.Text)));
+        Assert.Equal(0, Assert.Single(updates.SelectMany(u => u.GetCitations())).DocumentIndex);
+    }
+
     /// <summary>Plays back outputs in order as the model's text, in small pieces, and records prompts and options.</summary>
     internal sealed class Script(IEnumerable<string> outputs)
     {
