@@ -36,6 +36,9 @@ internal static class JambaApp
         config.AddCommand<BenchCommand>("bench")
             .WithDescription("Measure prefill and decode speed, concurrent streams, snapshot time-to-first-token and peak memory.")
             .WithExample("bench", "--preset", "bench", "--threads", "2", "--prompt-tokens", "512,2048", "--streams", "1,2,4,8,16");
+        config.AddCommand<ServeCommand>("serve")
+            .WithDescription("Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics).")
+            .WithExample("serve", "--model", "path/to/checkpoint", "--port", "8000", "--api-key", "secret");
         config.AddCommand<TrainCommand>("train")
             .WithDescription("Train a small Jamba on a text corpus (AdamW, warm-up + cosine, clipping, validation; resumable) into a Hugging Face checkpoint.")
             .WithExample("train", "--corpus", "moby-dick.txt", "--tokenizer", "tokenizer.model", "--config", "config.json", "--out", "models/my-jamba");

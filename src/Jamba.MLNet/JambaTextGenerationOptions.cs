@@ -5,7 +5,8 @@ namespace Jamba.MLNet;
 
 /// <summary>
 /// Settings of a Jamba text-generation (and scoring) step in an ML.NET pipeline. Every property has a
-/// usable default except <see cref="ModelPath"/> and the prompt (<see cref="InputColumnName"/> or
+/// usable default except the model (<see cref="ModelPath"/>, or <see cref="Endpoint"/> and <see cref="ModelId"/> for a served
+/// model) and the prompt (<see cref="InputColumnName"/> or
 /// <see cref="PromptTemplate"/>); <see cref="Validate"/> checks them all and names the offending option.
 /// </summary>
 /// <remarks>
@@ -22,8 +23,28 @@ namespace Jamba.MLNet;
 /// </remarks>
 public sealed class JambaTextGenerationOptions
 {
-    /// <summary>The checkpoint folder (Hugging Face layout with tokenizer files). Stored in saved pipelines as a full path; required.</summary>
+    /// <summary>The checkpoint folder (Hugging Face layout with tokenizer files). Stored in saved pipelines as a full path;
+    /// required unless <see cref="Endpoint"/> is set.</summary>
     public string ModelPath { get; set; } = "";
+
+    /// <summary>
+    /// A server that serves the model over the OpenAI protocol (<c>jamba serve</c>, vLLM; <c>http://host:8000</c> or
+    /// <c>…/v1</c>) instead of a local <see cref="ModelPath"/>: rows become concurrent requests (<see cref="BatchSize"/> in
+    /// flight), raw prompts to <c>/v1/completions</c>, chat-template rows (<see cref="UseChatTemplate"/>) to
+    /// <c>/v1/chat/completions</c>. Same pipeline, one setting changed; scoring (<see cref="TargetColumnName"/>) needs a local model.
+    /// </summary>
+    public Uri? Endpoint { get; set; }
+
+    /// <summary>The served model name (<c>--served-model-name</c>); required with <see cref="Endpoint"/>.</summary>
+    public string? ModelId { get; set; }
+
+    /// <summary>The server's key with <see cref="Endpoint"/> (null: <c>$JAMBA_API_KEY</c>, else none). Never saved with a pipeline.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string? ApiKey { get; set; }
+
+    /// <summary>Whether the model is served remotely (<see cref="Endpoint"/> set).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool IsRemote => Endpoint is not null;
 
     /// <summary>TorchSharp device: <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c> (default <c>cpu</c>).</summary>
     public string Device { get; set; } = "cpu";
@@ -140,7 +161,14 @@ public sealed class JambaTextGenerationOptions
         {
             if (!ok) throw new ArgumentException($"{name} {message}", name);
         }
-        Check(!string.IsNullOrWhiteSpace(ModelPath), nameof(ModelPath), "is required: the checkpoint folder.");
+        Check(IsRemote || !string.IsNullOrWhiteSpace(ModelPath), nameof(ModelPath), "is required: the checkpoint folder (or set Endpoint and ModelId for a served model).");
+        if (IsRemote)
+        {
+            try { _ = Jamba.Remote.RemoteEndpoint.ApiRoot(Endpoint!); }
+            catch (ArgumentException e) { throw new ArgumentException(e.Message, nameof(Endpoint), e); }
+            Check(!string.IsNullOrWhiteSpace(ModelId), nameof(ModelId), "is required with Endpoint: the served model name.");
+            Check(TargetColumnName is null, nameof(TargetColumnName), "(scoring) needs a local model: set ModelPath instead of Endpoint.");
+        }
         try { _ = new ModelOptions { Device = Device }; }
         catch (ArgumentException e) { throw new ArgumentException(e.Message, nameof(Device), e); }
         Check(Enum.IsDefined(DType), nameof(DType), $"must be a ComputeDType; found {DType}.");

@@ -24,19 +24,39 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
 {
     private readonly IChatClient _pipeline;
     private readonly IChatCompletionService _inner;
+    private readonly JambaChatClient? _local;
+    private readonly string _modelId;
 
     /// <summary>Creates the service over <paramref name="chatClient"/>; disposing the service disposes the client.</summary>
     /// <param name="chatClient">The Jamba chat client.</param>
     /// <param name="loggerFactory">Logs function invocations.</param>
     /// <param name="serviceProvider">Services for function invocation (optional).</param>
     public JambaChatCompletionService(JambaChatClient chatClient, ILoggerFactory? loggerFactory = null, IServiceProvider? serviceProvider = null)
+        : this((IChatClient)chatClient, chatClient?.ModelId!, chatClient?.Metadata.ProviderUri, loggerFactory, serviceProvider)
+    {
+        _local = chatClient;
+    }
+
+    /// <summary>
+    /// Creates the service over any Jamba <see cref="IChatClient"/>, e.g. a <see cref="Jamba.Remote.RemoteJambaChatClient"/> of a
+    /// model served by <c>jamba serve</c> or vLLM; disposing the service disposes the client.
+    /// </summary>
+    /// <param name="chatClient">The chat client.</param>
+    /// <param name="modelId">The model id reported in <see cref="Attributes"/>.</param>
+    /// <param name="endpoint">The endpoint reported in <see cref="Attributes"/> (a server address or a checkpoint folder).</param>
+    /// <param name="loggerFactory">Logs function invocations.</param>
+    /// <param name="serviceProvider">Services for function invocation (optional).</param>
+    public JambaChatCompletionService(IChatClient chatClient, string modelId, Uri? endpoint = null, ILoggerFactory? loggerFactory = null, IServiceProvider? serviceProvider = null)
     {
         ArgumentNullException.ThrowIfNull(chatClient);
-        ChatClient = chatClient;
+        ArgumentException.ThrowIfNullOrEmpty(modelId);
+        Client = chatClient;
+        _local = chatClient as JambaChatClient;
+        _modelId = modelId;
         _pipeline = chatClient.AsBuilder().UseKernelFunctionInvocation(loggerFactory).Build(serviceProvider);
         _inner = _pipeline.AsChatCompletionService(serviceProvider);
-        var attributes = new Dictionary<string, object?> { [AIServiceExtensions.ModelIdKey] = chatClient.ModelId };
-        if (chatClient.Metadata.ProviderUri is { } uri) attributes[AIServiceExtensions.EndpointKey] = uri.ToString();
+        var attributes = new Dictionary<string, object?> { [AIServiceExtensions.ModelIdKey] = modelId };
+        if (endpoint is { } uri) attributes[AIServiceExtensions.EndpointKey] = uri.ToString();
         Attributes = new ReadOnlyDictionary<string, object?>(attributes);
     }
 
@@ -53,8 +73,13 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
     {
     }
 
-    /// <summary>The underlying chat client (without function invocation).</summary>
-    public JambaChatClient ChatClient { get; }
+    /// <summary>The underlying in-process chat client (without function invocation).</summary>
+    /// <exception cref="InvalidOperationException">The service talks to a remote server (see <see cref="Client"/>).</exception>
+    public JambaChatClient ChatClient => _local ?? throw new InvalidOperationException("This Jamba service talks to a remote server; it has no in-process JambaChatClient (see Client).");
+
+    /// <summary>The underlying chat client (without function invocation): a <see cref="JambaChatClient"/> in-process, a
+    /// <see cref="Jamba.Remote.RemoteJambaChatClient"/> for a served model.</summary>
+    public IChatClient Client { get; }
 
     /// <inheritdoc />
     public IReadOnlyDictionary<string, object?> Attributes { get; }
@@ -115,7 +140,7 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
         var history = new ChatHistory();
         history.AddUserMessage(prompt);
         var messages = await GetChatMessageContentsAsync(history, executionSettings, kernel, cancellationToken).ConfigureAwait(false);
-        return messages.Select(m => new TextContent(m.Content, m.ModelId ?? ChatClient.ModelId, m.InnerContent, m.Encoding, m.Metadata)).ToList();
+        return messages.Select(m => new TextContent(m.Content, m.ModelId ?? _modelId, m.InnerContent, m.Encoding, m.Metadata)).ToList();
     }
 
     /// <inheritdoc />
@@ -125,7 +150,7 @@ public sealed class JambaChatCompletionService : IChatCompletionService, ITextGe
         var history = new ChatHistory();
         history.AddUserMessage(prompt);
         await foreach (var update in GetStreamingChatMessageContentsAsync(history, executionSettings, kernel, cancellationToken).ConfigureAwait(false))
-            yield return new StreamingTextContent(update.Content, update.ChoiceIndex, update.ModelId ?? ChatClient.ModelId, update.InnerContent, update.Encoding, update.Metadata);
+            yield return new StreamingTextContent(update.Content, update.ChoiceIndex, update.ModelId ?? _modelId, update.InnerContent, update.Encoding, update.Metadata);
     }
 
     /// <summary>Disposes the chat client (releasing its model lease when it owns one).</summary>

@@ -17,11 +17,17 @@ public static class ChatGenerationSettings
     public const string MinPKey = "min_p";
     /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of the repetition penalty.</summary>
     public const string RepetitionPenaltyKey = "repetition_penalty";
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key that asks for each token's log-probability (a bool;
+    /// the engine's <see cref="GenerationUpdate"/>s, with <see cref="GenerationUpdate.LogProb"/>, are then on every streamed
+    /// update's <see cref="ChatResponseUpdate.RawRepresentation"/>).</summary>
+    public const string LogProbsKey = "logprobs";
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key of how many most likely alternatives to report per token (0…20).</summary>
+    public const string TopLogProbsKey = "top_logprobs";
 
     /// <summary>
     /// <paramref name="defaults"/> (copied) overridden by every setting <paramref name="options"/> has: <c>MaxOutputTokens</c>,
     /// <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>Seed</c>, <c>PresencePenalty</c>, <c>FrequencyPenalty</c>,
-    /// <c>StopSequences</c> (added to the defaults'), and <c>min_p</c> / <c>repetition_penalty</c> in
+    /// <c>StopSequences</c> (added to the defaults'), and <c>min_p</c> / <c>repetition_penalty</c> / <c>logprobs</c> / <c>top_logprobs</c> in
     /// <see cref="ChatOptions.AdditionalProperties"/>. Neither argument is changed; the result is not validated (the engine
     /// validates every request, and a connector may validate first with its own setting names).
     /// </summary>
@@ -46,6 +52,21 @@ public static class ChatGenerationSettings
         {
             if (TryGetNumber(props, MinPKey, out double minP)) g.MinP = (float)minP;
             if (TryGetNumber(props, RepetitionPenaltyKey, out double rep)) g.RepetitionPenalty = (float)rep;
+            if (props.TryGetValue(LogProbsKey, out var logProbs) && logProbs is not null)
+                g.LogProbs = logProbs switch
+                {
+                    bool b => b,
+                    JsonElement { ValueKind: JsonValueKind.True } => true,
+                    JsonElement { ValueKind: JsonValueKind.False or JsonValueKind.Null } => false,
+                    _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{LogProbsKey}\"] must be a bool; found {logProbs}.", "options"),
+                };
+            if (TryGetNumber(props, TopLogProbsKey, out double top))
+            {
+                if (top != Math.Floor(top) || top is < 0 or > 20)
+                    throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{TopLogProbsKey}\"] must be an integer between 0 and 20; found {top}.", "options");
+                g.TopLogProbs = (int)top;
+                if (g.TopLogProbs > 0) g.LogProbs = true;
+            }
         }
         return g;
     }

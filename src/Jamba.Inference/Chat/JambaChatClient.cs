@@ -28,7 +28,9 @@ internal delegate IAsyncEnumerable<GenerationUpdate> ChatGenerator(string prompt
 /// <para><see cref="ChatOptions"/> are only read: <c>Temperature</c> (0 = greedy), <c>TopP</c>, <c>TopK</c>,
 /// <c>MaxOutputTokens</c>, <c>Seed</c>, <c>PresencePenalty</c>, <c>FrequencyPenalty</c>, <c>StopSequences</c>,
 /// <c>Instructions</c>, <c>Tools</c>/<c>ToolMode</c>, <c>ResponseFormat</c> (JSON mode through the template's knobs), and
-/// in <c>AdditionalProperties</c>: <c>min_p</c>, <c>repetition_penalty</c>, <c>documents</c>, <c>chat_template_kwargs</c>.
+/// in <c>AdditionalProperties</c>: <c>min_p</c>, <c>repetition_penalty</c>, <c>logprobs</c>, <c>top_logprobs</c>, <c>documents</c>, <c>chat_template_kwargs</c>.
+/// Every streamed update carries the engine's <see cref="GenerationUpdate"/> it came from as <see cref="ChatResponseUpdate.RawRepresentation"/>
+/// (with <c>logprobs</c>, one update per generated token, some with no contents).
 /// Tool calls are returned as <see cref="FunctionCallContent"/> for the caller (or a <c>FunctionInvokingChatClient</c> (Microsoft.Extensions.AI))
 /// to run. Tool calls are parsed only when the request offers tools: <c>ChatToolMode.None</c> describes them and never
 /// returns a call, a call to a function that was not offered comes back as text, and <c>ChatToolMode.RequireAny</c> /
@@ -223,7 +225,9 @@ public sealed class JambaChatClient : IChatClient
             var contents = Accept(parser.Push(StripControlTokens(update.Text, control)), offered, ref toolCalls);
             if (update.FinishReason is not { } reason)
             {
-                if (contents.Count > 0) yield return NewUpdate(contents, update);
+                // With log-probabilities asked for, every token's engine update reaches the caller (as RawRepresentation),
+                // even one whose text the parser still holds back.
+                if (contents.Count > 0 || generation.LogProbs) yield return NewUpdate(contents, update);
                 continue;
             }
             if (reason == FinishReason.Cancelled) throw new OperationCanceledException(cancellationToken);

@@ -29,6 +29,9 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     private EngineMetrics _metrics = new();
     private volatile bool _stopping;
     private int _disposed;
+    private volatile int _queued;
+    private volatile int _running;
+    private long _activeCacheBytes;
 
     /// <summary>Creates an engine over <paramref name="model"/> (not owned) and starts its scheduler thread.</summary>
     /// <param name="model">The loaded model.</param>
@@ -48,7 +51,21 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         _prefixCache = new PrefixCache(Options.PrefixCacheBytes);
         _thread = new Thread(SchedulerLoop) { IsBackground = true, Name = "jamba-engine" };
         _thread.Start();
+        EngineInstruments.Register(this);
     }
+
+    /// <summary>The name the engine's metrics carry as their <c>model</c> tag (the checkpoint folder's name when the registry
+    /// loads it; default <c>jamba</c>).</summary>
+    public string Name { get; set; } = "jamba";
+
+    /// <summary>Requests waiting for a sequence slot (as of the scheduler's last step).</summary>
+    public int QueuedCount => _queued;
+
+    /// <summary>Sequences admitted, prefilling or decoding (as of the scheduler's last step).</summary>
+    public int RunningCount => _running;
+
+    /// <summary>Bytes allocated for the running sequences' caches (as of the scheduler's last step).</summary>
+    public long ActiveCacheBytes => Interlocked.Read(ref _activeCacheBytes);
 
     /// <summary>The model.</summary>
     public JambaForCausalLM Model => _model;
@@ -85,7 +102,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         var work = new Work(request);
         if (Options.QueueFull == QueueFullBehavior.Throw)
         {
-            if (!_slots.Wait(0)) throw new EngineBusyException(Options.MaxQueuedRequests);
+            if (!_slots.Wait(0)) throw Busy();
             work.HasSlot = true;
         }
         return Stream(work, cancellationToken);
@@ -189,13 +206,19 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         if (work.HasSlot) return;
         if (Options.QueueFull == QueueFullBehavior.Throw)
         {
-            if (!_slots.Wait(0)) throw new EngineBusyException(Options.MaxQueuedRequests);
+            if (!_slots.Wait(0)) throw Busy();
         }
         else
         {
             await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         work.HasSlot = true;
+    }
+
+    private EngineBusyException Busy()
+    {
+        EngineInstruments.Rejected.Add(1, EngineInstruments.Tags(this));
+        return new EngineBusyException(Options.MaxQueuedRequests);
     }
 
     private void Release(Work work)
@@ -208,7 +231,9 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     private void Submit(Work work)
     {
         work.Submitted = true;
+        work.SubmittedTicks = Stopwatch.GetTimestamp();
         UpdateMetrics(m => m with { RequestsSubmitted = m.RequestsSubmitted + 1 });
+        EngineInstruments.Requests.Add(1, EngineInstruments.Tags(this));
         if (!_incoming.Writer.TryWrite(work) || _stopping)
             work.Fail(new ObjectDisposedException(nameof(JambaEngine)));
     }
@@ -237,6 +262,9 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             bool idle = pending.Count == 0 && active.Count == 0;
             if (idle)
             {
+                _queued = 0;
+                _running = 0;
+                Interlocked.Exchange(ref _activeCacheBytes, 0);
                 UpdateMetrics(m => m with { PrefixCacheEntries = _prefixCache.Count, PrefixCacheBytes = _prefixCache.Bytes, Idle = true });
                 if (_stopping) break;
                 try
@@ -280,6 +308,11 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             var decoding = active.Where(w => !w.Finished && !w.IsPrefilling && !w.CancelRequested).ToList();
             if (decoding.Count > 0) Guard(decoding, () => DecodeStep(decoding));
             active.RemoveAll(w => w.Finished);
+            _queued = pending.Count;
+            _running = active.Count;
+            long bytes = 0;
+            foreach (var w in active) bytes += w.Cache?.AllocatedBytes ?? 0;
+            Interlocked.Exchange(ref _activeCacheBytes, bytes);
         }
         _prefixCache.Dispose();
     }
@@ -332,6 +365,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
                 w.Cache = snapshot.CloneCache(room - snapshot.Length);
                 w.Prefilled = w.Sequence.CachedPromptTokens = snapshot.Length;
                 UpdateMetrics(m => m with { ReusedPrefixTokens = m.ReusedPrefixTokens + snapshot.Length });
+                EngineInstruments.ReusedPromptTokens.Add(snapshot.Length, EngineInstruments.Tags(this));
                 if (!w.IsPrefilling)
                 {
                     // The whole prompt is the snapshot: its stored logits give the first token with no forward at all.
@@ -385,6 +419,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             return;
         }
         UpdateMetrics(m => m with { PrefillTokens = m.PrefillTokens + n });
+        EngineInstruments.PromptTokens.Add(n, EngineInstruments.Tags(this));
         w.Progress?.Report(new PrefillProgress(w.Prefilled, w.Prompt.Count));
         if (last is null) return;
         if (w.Sequence is not null) w.Sequence.PrefillSeconds = w.Clock.Elapsed.TotalSeconds;
@@ -457,7 +492,16 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             return;
         }
         var update = w.Sequence!.Next(logits, w.Cache!.Length);
-        if (update.TokenId is not null) UpdateMetrics(m => m with { DecodedTokens = m.DecodedTokens + 1 });
+        if (update.TokenId is not null)
+        {
+            UpdateMetrics(m => m with { DecodedTokens = m.DecodedTokens + 1 });
+            long now = Stopwatch.GetTimestamp();
+            var tags = EngineInstruments.Tags(this);
+            EngineInstruments.CompletionTokens.Add(1, tags);
+            if (w.LastTokenTicks == 0) EngineInstruments.TimeToFirstToken.Record(Stopwatch.GetElapsedTime(w.SubmittedTicks, now).TotalSeconds, tags);
+            else EngineInstruments.TimePerOutputToken.Record(Stopwatch.GetElapsedTime(w.LastTokenTicks, now).TotalSeconds, tags);
+            w.LastTokenTicks = now;
+        }
         if (update.FinishReason is null) w.Output!.Writer.TryWrite(update);
         else Complete(w, update);
     }
@@ -494,6 +538,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         w.Cache?.Dispose();
         w.Cache = null;
         Release(w);
+        if (w.Request is not null)
+            EngineInstruments.Finished.Add(1, new TagList { { "model", Name }, { "finish_reason", reason.ToString().ToLowerInvariant() } });
         UpdateMetrics(m => m with
         {
             RequestsCompleted = m.RequestsCompleted + 1,
@@ -511,6 +557,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         w.Cache = null;
         Release(w);
         w.Fail(ex);
+        if (w.Request is not null)
+            EngineInstruments.Finished.Add(1, new TagList { { "model", Name }, { "finish_reason", "error" } });
         UpdateMetrics(m => m with { RequestsCompleted = m.RequestsCompleted + 1 });
     }
 
@@ -518,6 +566,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        EngineInstruments.Unregister(this);
         _stopping = true;
         _incoming.Writer.TryWrite(Work.Nudge);
         _incoming.Writer.TryComplete();
@@ -571,6 +620,8 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         public volatile bool Finished;
         public bool HasSlot;
         public bool Submitted;
+        public long SubmittedTicks;
+        public long LastTokenTicks;
 
         public IReadOnlyList<int> Prompt = [];
         public HybridCache? Cache;

@@ -158,7 +158,7 @@ public sealed class JambaModelRegistry
         try
         {
             JambaTokenizer.TryLoad(key.Path, out var tokenizer);
-            var engine = new JambaEngine(model, tokenizer, options.Engine);
+            var engine = new JambaEngine(model, tokenizer, options.Engine) { Name = System.IO.Path.GetFileName(key.Path) };
             return new Entry(this, key, model, tokenizer, engine);
         }
         catch

@@ -2,18 +2,51 @@ using System.Collections.Concurrent;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Modeling;
 using Jamba.Inference.Chat;
+using Jamba.Remote;
 
 namespace Jamba.MLNet.Internal;
 
-/// <summary>A model bound for ML.NET pipelines: a lease on the shared handle plus its chat setup (made once per loaded model).</summary>
-internal sealed class ModelBinding(JambaModelHandle handle)
+/// <summary>A model bound for ML.NET pipelines: a lease on the shared handle plus its chat setup (made once per loaded model),
+/// or the clients of a served model.</summary>
+internal sealed class ModelBinding
 {
-    private readonly Lazy<ChatSetup> _chat = new(() => ChatSetup.For(handle));
+    private readonly JambaModelHandle? _handle;
+    private readonly Lazy<ChatSetup>? _chat;
 
-    public JambaModelHandle Handle { get; } = handle;
+    public ModelBinding(JambaModelHandle handle)
+    {
+        _handle = handle;
+        _chat = new(() => ChatSetup.For(handle));
+    }
+
+    public ModelBinding(RemoteBinding remote) => Remote = remote;
+
+    public JambaModelHandle Handle => _handle ?? throw new InvalidOperationException("The model is served remotely (Endpoint); it has no local handle.");
 
     /// <summary>The model's chat setup (template, BOS/EOS texts, end-of-turn markers), for rows that use the chat template.</summary>
-    public ChatSetup Chat => _chat.Value;
+    public ChatSetup Chat => _chat?.Value ?? throw new InvalidOperationException("The model is served remotely (Endpoint); its chat template is applied by the server.");
+
+    /// <summary>The clients of a served model, or null for a local one.</summary>
+    public RemoteBinding? Remote { get; }
+
+    public void Release()
+    {
+        _handle?.Dispose();
+        Remote?.Dispose();
+    }
+}
+
+/// <summary>The clients of a model served over the OpenAI protocol: raw completions and chat (with Jamba's parsing).</summary>
+internal sealed class RemoteBinding(RemoteCompletionClient completions, RemoteJambaChatClient chat) : IDisposable
+{
+    public RemoteCompletionClient Completions { get; } = completions;
+    public RemoteJambaChatClient Chat { get; } = chat;
+
+    public void Dispose()
+    {
+        Completions.Dispose();
+        Chat.Dispose();
+    }
 }
 
 /// <summary>
@@ -33,9 +66,24 @@ internal static class ModelBindings
 
     public static async Task<ModelBinding> GetAsync(JambaTextGenerationOptions options, CancellationToken cancellationToken = default)
     {
-        string path = Path.GetFullPath(options.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
-        var key = (path, new ModelOptions { Device = options.Device }.Device, options.DType);
-        var lazy = Bindings.GetOrAdd(key, k => new Lazy<Task<ModelBinding>>(() => LoadAsync(k.Path, k.Device, k.DType, options.BatchSize)));
+        Lazy<Task<ModelBinding>> lazy;
+        (string, string, ComputeDType) key;
+        if (options.Endpoint is { } endpoint)
+        {
+            string apiKey = options.ApiKey ?? Environment.GetEnvironmentVariable("JAMBA_API_KEY") ?? "";
+            string root = RemoteEndpoint.ApiRoot(endpoint).ToString();
+            key = (root + "#" + options.ModelId + "#" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(apiKey))), "remote", ComputeDType.Auto);
+            string modelId = options.ModelId!;
+            lazy = Bindings.GetOrAdd(key, _ => new Lazy<Task<ModelBinding>>(() => Task.FromResult(new ModelBinding(new RemoteBinding(
+                new RemoteCompletionClient(new Uri(root), apiKey.Length > 0 ? apiKey : null, modelId),
+                RemoteJambaChatClient.Create(new Uri(root), apiKey.Length > 0 ? apiKey : null, modelId))))));
+        }
+        else
+        {
+            string path = Path.GetFullPath(options.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
+            key = (path, new ModelOptions { Device = options.Device }.Device, options.DType);
+            lazy = Bindings.GetOrAdd(key, k => new Lazy<Task<ModelBinding>>(() => LoadAsync(k.Item1, k.Item2, k.Item3, options.BatchSize)));
+        }
         try
         {
             return await lazy.Value.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -89,7 +137,7 @@ internal static class ModelBindings
             if (!Bindings.TryRemove(kv)) continue;
             if (kv.Value.IsValueCreated && kv.Value.Value.IsCompletedSuccessfully)
             {
-                kv.Value.Value.Result.Handle.Dispose();
+                kv.Value.Value.Result.Release();
                 released++;
             }
         }

@@ -62,7 +62,7 @@ internal sealed class StepSettings
         ArgumentNullException.ThrowIfNull(options);
         var copy = options.Clone();
         copy.Validate();
-        copy.ModelPath = Path.GetFullPath(copy.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
+        if (!copy.IsRemote) copy.ModelPath = Path.GetFullPath(copy.ModelPath).TrimEnd(Path.DirectorySeparatorChar);
         return new StepSettings(copy);
     }
 
@@ -106,6 +106,7 @@ internal sealed class StepSettings
     /// <summary>Runs one row: generation and/or scoring, both requests to the model's engine (batched with whatever else it runs).</summary>
     public async Task<RowResult> RunAsync(ModelBinding binding, IReadOnlyList<string> values, CancellationToken cancellationToken)
     {
+        if (binding.Remote is { } remote) return await RunRemoteAsync(remote, values, cancellationToken).ConfigureAwait(false);
         var prompt = EncodePrompt(binding, values);
         var result = new RowResult { PromptTokens = prompt.Count };
         Task<ScoreResult>? scoring = null;
@@ -131,6 +132,46 @@ internal sealed class StepSettings
             result.Perplexity = score.Perplexity;
         }
         return result;
+    }
+
+    /// <summary>A row as a request to the server: a raw completion, or a one-turn chat with the chat template.</summary>
+    private async Task<RowResult> RunRemoteAsync(RemoteBinding remote, IReadOnlyList<string> values, CancellationToken cancellationToken)
+    {
+        string user = Template.Fill(values);
+        if (!Options.UseChatTemplate)
+        {
+            string prompt = Options.SystemPrompt != null ? Options.SystemPrompt + "\n\n" + user : user;
+            var completion = await remote.Completions.CompleteAsync(prompt, GenerationOptions, cancellationToken).ConfigureAwait(false);
+            return new RowResult { Text = completion.Text, FinishReason = completion.FinishReason, PromptTokens = completion.PromptTokens, CompletionTokens = completion.CompletionTokens };
+        }
+        var messages = new List<Microsoft.Extensions.AI.ChatMessage>();
+        if (Options.SystemPrompt != null) messages.Add(new(Microsoft.Extensions.AI.ChatRole.System, Options.SystemPrompt));
+        messages.Add(new(Microsoft.Extensions.AI.ChatRole.User, user));
+        var g = GenerationOptions;
+        var options = new Microsoft.Extensions.AI.ChatOptions
+        {
+            MaxOutputTokens = g.MaxNewTokens,
+            Temperature = g.Temperature,
+            TopP = g.TopP,
+            TopK = g.TopK == 0 ? null : g.TopK,
+            Seed = g.Seed,
+            PresencePenalty = g.PresencePenalty,
+            FrequencyPenalty = g.FrequencyPenalty,
+            StopSequences = g.StopSequences.Count > 0 ? g.StopSequences.ToList() : null,
+            AdditionalProperties = new()
+            {
+                [Jamba.Inference.Chat.ChatGenerationSettings.MinPKey] = g.MinP,
+                [Jamba.Inference.Chat.ChatGenerationSettings.RepetitionPenaltyKey] = g.RepetitionPenalty,
+            },
+        };
+        var response = await remote.Chat.GetResponseAsync(messages, options, cancellationToken).ConfigureAwait(false);
+        return new RowResult
+        {
+            Text = response.Text,
+            FinishReason = response.FinishReason == Microsoft.Extensions.AI.ChatFinishReason.Length ? "length" : "stop",
+            PromptTokens = (int)(response.Usage?.InputTokenCount ?? 0),
+            CompletionTokens = (int)(response.Usage?.OutputTokenCount ?? 0),
+        };
     }
 
     public static string FinishReasonText(FinishReason reason) => reason switch
