@@ -10,7 +10,7 @@ suffix="readme.$(date +%s)"
 feed="$work/packages"
 
 echo "== packing the libraries (version suffix $suffix)"
-for p in Jamba.Inference Jamba.SemanticKernel Jamba.MLNet; do
+for p in Jamba.Inference Jamba.Remote Jamba.SemanticKernel Jamba.MLNet; do
   dotnet pack "$root/src/$p" -c Release -o "$feed" --version-suffix "$suffix" -p:ContinuousIntegrationBuild=true -nologo -v q
 done
 version="$(ls "$feed" | sed -n 's/^Jamba\.Inference\.\(.*\)\.nupkg$/\1/p')"
