@@ -207,15 +207,20 @@ public sealed class DocumentSession : IDisposable
         }
     }
 
+    /// <summary>The text before the first user message's content, with and without the documents (made on the first multi-turn question).</summary>
+    private (string Docs, string Plain)? _heads;
+
     /// <summary>The documents' part of a one-question prompt, then the conversation as the template renders it without them.</summary>
     internal JambaChatPrompt FormatConversation(IReadOnlyList<ChatMessage> turns)
     {
         var withDocs = _backend.Formatter.Format(Messages(SystemPrompt, turns[^1].Text), _options);
         if (turns.Count == 1) return withDocs;
         var formatter = _backend.Formatter;
-        string docsHead = CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), _options).Text, formatter.Format(Messages(SystemPrompt, SentinelB), _options).Text);
         var plainOptions = new ChatOptions { Instructions = _options.Instructions };
-        string plainHead = CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), plainOptions).Text, formatter.Format(Messages(SystemPrompt, SentinelB), plainOptions).Text);
+        // The two heads depend only on the session (documents, system prompt, options): rendered once, not every turn.
+        var (docsHead, plainHead) = _heads ??= (
+            CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), _options).Text, formatter.Format(Messages(SystemPrompt, SentinelB), _options).Text),
+            CommonPrefix(formatter.Format(Messages(SystemPrompt, SentinelA), plainOptions).Text, formatter.Format(Messages(SystemPrompt, SentinelB), plainOptions).Text));
         var all = new List<ChatMessage>(turns.Count + 1);
         if (!string.IsNullOrEmpty(SystemPrompt)) all.Add(new ChatMessage(ChatRole.System, SystemPrompt));
         all.AddRange(turns);
