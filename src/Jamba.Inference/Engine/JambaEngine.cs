@@ -300,6 +300,10 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
                 if (Admit(w)) active.Add(w);
             }
             active.RemoveAll(w => w.Finished);
+            // The gauges see an admission before the step that may emit its first token (an observer woken by that token
+            // must find the sequence counted).
+            _queued = pending.Count;
+            _running = active.Count;
 
             // One prefill chunk (oldest first), then one decode step for everyone already decoding.
             var prefilling = active.FirstOrDefault(w => w.IsPrefilling);
