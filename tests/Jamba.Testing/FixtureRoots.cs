@@ -47,6 +47,26 @@ public static class FixtureRoots
             data.Add(new ModelFixtureName(folder));
         return data;
     }
+
+    /// <summary>Every model fixture on both forward paths: the hand-written CPU kernels (<see cref="ForwardPath.CpuKernels"/>) and
+    /// the device-agnostic tensor path a CUDA device runs (<see cref="ForwardPath.Device"/>).</summary>
+    public static TheoryData<ModelFixtureName, ForwardPath> ModelFixturesOnBothPaths()
+    {
+        var data = new TheoryData<ModelFixtureName, ForwardPath>();
+        foreach (var folder in ModelFolders())
+            foreach (var path in new[] { ForwardPath.CpuKernels, ForwardPath.Device })
+                data.Add(new ModelFixtureName(folder), path);
+        return data;
+    }
+}
+
+/// <summary>Which forward path a test runs (the model's <c>ModelOptions.CpuKernels</c>).</summary>
+public enum ForwardPath
+{
+    /// <summary>The hand-written CPU kernels where they apply (the default on a CPU).</summary>
+    CpuKernels,
+    /// <summary>Every CPU kernel off: the tensor path a CUDA device runs.</summary>
+    Device,
 }
 
 /// <summary>A fixture folder as a theory argument, displayed by its name and root.</summary>

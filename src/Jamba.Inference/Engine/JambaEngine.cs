@@ -452,7 +452,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
         var predicting = logits.narrow(1, from - start, to - from);          // [1, k, V] fp32
         var logProbs = predicting.log_softmax(-1);
         var wanted = torch.tensor(w.Prompt.Skip(from + 1).Take(to - from).Select(t => (long)t).ToArray(), [1, to - from, 1], dtype: ScalarType.Int64).to(logProbs.device);
-        using var picked = logProbs.gather(2, wanted).reshape(to - from).cpu();
+        using var picked = HostReads.ToHost(logProbs.gather(2, wanted).reshape(to - from));
         w.ScoreLogProbs!.AddRange(picked.data<float>().ToArray());
     }
 
@@ -469,7 +469,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             var ids = torch.tensor(batch.Select(w => (long)w.Sequence!.LastToken).ToArray(), [batch.Count, 1], dtype: ScalarType.Int64);
             var logits = _model.Forward(ids, null, new CacheBatch(batch.Select(w => w.Cache!).ToArray()), LogitPositions.Last);
             vocab = (int)logits.shape[^1];
-            using var cpu = logits.to(DeviceType.CPU).contiguous();
+            using var cpu = HostReads.ToHost(logits); // the step's one device→host read
             var host = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(cpu.bytes);
             if (_decodeLogits.Length < host.Length) _decodeLogits = new float[host.Length];
             host.CopyTo(_decodeLogits);
@@ -483,7 +483,7 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
     /// <summary>fp32 logits to a host array with one block copy (the element accessor costs milliseconds per step).</summary>
     private static float[] ToHost(Tensor logits)
     {
-        using var cpu = logits.to(DeviceType.CPU).contiguous();
+        using var cpu = HostReads.ToHost(logits);
         return System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(cpu.bytes).ToArray();
     }
 

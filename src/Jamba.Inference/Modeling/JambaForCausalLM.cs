@@ -41,6 +41,7 @@ public sealed class JambaForCausalLM : nn.Module
         DType = options.ResolveScalarType();
         Device = options.TorchDevice;
         Trainable = options.Trainable;
+        CpuKernels = options.CpuKernels;
         var ctx = new ModelContext(Device, DType, options.Trainable);
         using (torch.no_grad())
         {
@@ -58,6 +59,8 @@ public sealed class JambaForCausalLM : nn.Module
     public Device Device { get; }
     /// <summary>Whether parameters take gradients (training); inference forwards otherwise run without autograd.</summary>
     public bool Trainable { get; }
+    /// <summary>This model's CPU-kernel setting (<see cref="ModelOptions.CpuKernels"/>): null follows the process switch.</summary>
+    public bool? CpuKernels { get; }
 
     /// <summary>Checks the native runtime before the base constructor makes the first native call.</summary>
     private static string RuntimeChecked(string name)
@@ -102,6 +105,7 @@ public sealed class JambaForCausalLM : nn.Module
     {
         ArgumentNullException.ThrowIfNull(inputIds);
         if (inputIds.dim() != 2) throw new ArgumentException($"inputIds must be [batch, length], found {inputIds.dim()} dimensions.", nameof(inputIds));
+        using var kernels = Kernels.CpuKernels.Use(CpuKernels);
         using var scope = NewDisposeScope();
         using var noGrad = Trainable ? null : torch.no_grad();
         var hidden = model.Forward(inputIds.to(Device), attentionMask?.to(Device), cache, observer);

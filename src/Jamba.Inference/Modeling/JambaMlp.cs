@@ -1,6 +1,7 @@
 using Jamba.Inference.Kernels;
 using Jamba.Inference.Config;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Jamba.Inference.Modeling;
@@ -28,6 +29,19 @@ public sealed class JambaMlp : nn.Module<Tensor, Tensor>
         _act = config.HiddenAct;
         RegisterComponents();
     }
+
+    /// <summary>Creates an expert whose projections are the given parameters (slices of a block's stacked expert weights).</summary>
+    internal JambaMlp(JambaConfig config, Parameter gate, Parameter up, Parameter down) : base(nameof(JambaMlp))
+    {
+        gate_proj = new Projection(gate);
+        up_proj = new Projection(up);
+        down_proj = new Projection(down);
+        _act = config.HiddenAct;
+        RegisterComponents();
+    }
+
+    /// <summary>The activation's name (HF <c>hidden_act</c>).</summary>
+    internal string Activation => _act;
 
     /// <inheritdoc />
     public override Tensor forward(Tensor input)

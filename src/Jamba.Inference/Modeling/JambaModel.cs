@@ -95,7 +95,9 @@ public sealed class JambaModel : nn.Module
     /// <summary>Builds the masks for <paramref name="newTokens"/> positions after <paramref name="past"/> cached ones.</summary>
     internal static ForwardMasks BuildMasks(Tensor? attentionMask, int past, long newTokens, ScalarType dtype, Device device)
     {
-        bool padded = attentionMask is not null && attentionMask.eq(TorchScalars.Zero).any().item<bool>();
+        // Whether any position is padding: a host read, which the device path skips (a mask of ones changes nothing).
+        bool padded = attentionMask is not null && (!CpuKernels.Enabled || attentionMask.device_type != DeviceType.CPU
+            || HostReads.Item<bool>(attentionMask.eq(TorchScalars.Zero).any()));
         // Without padding the attention kernel applies the causal rule (offset by the cached prefix) itself, block by
         // block, so no [L, past+L] mask is ever built: memory stays flat however long the context.
         if (!padded) return new ForwardMasks(null, null);

@@ -22,13 +22,55 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
 #pragma warning restore IDE1006
     private readonly int _topK;
 
-    /// <summary>Creates the block.</summary>
+    /// <summary>Creates the block. For inference the experts' weights are slices of three stacked tensors
+    /// (<c>[E, intermediate, hidden]</c> gate and up, <c>[E, hidden, intermediate]</c> down) — the same memory, no copy — so
+    /// that the device path can gather the chosen experts on the device.</summary>
     public JambaSparseMoeBlock(JambaConfig config, ModelContext ctx) : base(nameof(JambaSparseMoeBlock))
     {
         router = new Projection(config.HiddenSize, config.NumExperts, false, ctx);
-        experts = new ModuleList<JambaMlp>(Enumerable.Range(0, config.NumExperts).Select(_ => new JambaMlp(config, ctx)).ToArray());
         _topK = config.NumExpertsPerTok;
+        if (ctx.Trainable)
+        {
+            experts = new ModuleList<JambaMlp>(Enumerable.Range(0, config.NumExperts).Select(_ => new JambaMlp(config, ctx)).ToArray());
+        }
+        else
+        {
+            long e = config.NumExperts, hidden = config.HiddenSize, inter = config.IntermediateSize;
+            _stacks = new Stacks(
+                torch.empty([e, inter, hidden], dtype: ctx.DType, device: ctx.Device),
+                torch.empty([e, inter, hidden], dtype: ctx.DType, device: ctx.Device),
+                torch.empty([e, hidden, inter], dtype: ctx.DType, device: ctx.Device));
+            experts = new ModuleList<JambaMlp>(Enumerable.Range(0, config.NumExperts).Select(i => new JambaMlp(config,
+                ctx.ParameterOver(_stacks.Gate[i]), ctx.ParameterOver(_stacks.Up[i]), ctx.ParameterOver(_stacks.Down[i]))).ToArray());
+        }
+        _act = config.HiddenAct;
         RegisterComponents();
+    }
+
+    /// <summary>The stacked expert weights the experts' parameters are slices of (null when training). An array-free holder,
+    /// not tensor fields, so that module registration does not see them as buffers.</summary>
+    private sealed record Stacks(Tensor Gate, Tensor Up, Tensor Down) : IDisposable
+    {
+        public void Dispose()
+        {
+            Gate.Dispose();
+            Up.Dispose();
+            Down.Dispose();
+        }
+    }
+
+    private readonly Stacks? _stacks;
+    private readonly string _act;
+
+    /// <summary>On the device path, at most this many tokens are routed on the device (decode batches); longer inputs
+    /// (prefill chunks) read the routing table once and run each chosen expert on its tokens.</summary>
+    internal const int DeviceRoutingMaxTokens = 64;
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _stacks?.Dispose();
+        base.Dispose(disposing);
     }
 
     /// <summary>Training hook: receives the router probabilities <c>[T, E]</c> and choices <c>[T, k]</c> for the load-balancing loss.</summary>
@@ -49,9 +91,18 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         RouterObserver?.Invoke(selected, weights);
         AuxLossSink?.Invoke(probs, selected);
         weights = weights.to(input.dtype);
+        long tokens = x.shape[0];
+        if (_stacks is not null && !x.requires_grad && (!CpuKernels.Enabled || x.device_type != DeviceType.CPU) && tokens <= DeviceRoutingMaxTokens)
+        {
+            // The device path: no host read. A few tokens gather their chosen experts' weights (3·T·k expert-sized reads
+            // and writes); more tokens run every expert on all of them with zero weight where unchosen (E reads).
+            var routed = 3 * tokens * _topK < experts.Count ? Gathered(x, selected, weights) : Dense(x, selected, weights);
+            return routed.view(shape).MoveToOuterDisposeScope();
+        }
 
         // One host read of the (small) routing table, then one expert call per chosen expert.
-        long[] chosen = selected.to(DeviceType.CPU).data<long>().ToArray();
+        long[] chosen;
+        using (var table = HostReads.ToHost(selected)) chosen = table.data<long>().ToArray();
         if (x.shape[0] == 1)
         {
             // One token (batch-1 decode): Σ_k w_k · expert_k(x) directly, in the same order and rounding as the gather path.
@@ -78,5 +129,31 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
             output.index_add_(0, tokenIdx, y, TorchScalars.One);
         }
         return output.view(shape).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><c>Σ_k w_k · expert_k(x)</c> with the chosen experts' weights gathered from the stacks on the device.</summary>
+    private Tensor Gathered(Tensor x, Tensor selected, Tensor weights)
+    {
+        long tokens = x.shape[0], hidden = x.shape[1];
+        var index = selected.reshape(-1);                                       // [T·k]
+        var rows = x.unsqueeze(1).expand(tokens, _topK, hidden).reshape(tokens * _topK, 1, hidden);
+        var gate = torch.bmm(rows, _stacks!.Gate.index_select(0, index).transpose(1, 2)); // [T·k, 1, I]
+        var up = torch.bmm(rows, _stacks.Up.index_select(0, index).transpose(1, 2));
+        var h = Activations.Apply(_act, gate) * up;
+        var y = torch.bmm(h, _stacks.Down.index_select(0, index).transpose(1, 2)).view(tokens, _topK, hidden);
+        return (y * weights.unsqueeze(-1)).sum(1);
+    }
+
+    /// <summary><c>Σ_e w_e · expert_e(x)</c> over every expert, <c>w_e</c> zero where the expert was not chosen.</summary>
+    private Tensor Dense(Tensor x, Tensor selected, Tensor weights)
+    {
+        var full = torch.zeros([x.shape[0], experts.Count], dtype: weights.dtype, device: x.device).scatter_(1, selected, weights); // [T, E]
+        Tensor? sum = null;
+        for (int e = 0; e < experts.Count; e++)
+        {
+            var y = experts[e].forward(x) * full.narrow(1, e, 1);
+            sum = sum is null ? y : sum.Plus(y);
+        }
+        return sum!;
     }
 }

@@ -38,6 +38,12 @@ public sealed class ModelOptions
     /// <summary>Compute dtype (default <see cref="ComputeDType.Auto"/>).</summary>
     public ComputeDType DType { get; set; } = ComputeDType.Auto;
 
+    /// <summary>Whether this model's forwards use the hand-written CPU kernels where they apply: <c>false</c> runs exactly the
+    /// device-agnostic tensor path (the code a CUDA device runs) on a CPU too; <c>true</c> uses them even when the process
+    /// switch (<c>JAMBA_CPU_KERNELS=0</c>) is off; null (the default) follows the process switch
+    /// (<see cref="Jamba.Inference.Kernels.CpuKernels.Enabled"/>). The kernels never run on other devices.</summary>
+    public bool? CpuKernels { get; set; }
+
     /// <summary>Create parameters that require gradients (training). Default false.</summary>
     public bool Trainable { get; set; }
 

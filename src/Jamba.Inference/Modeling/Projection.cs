@@ -24,6 +24,13 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>A projection over existing parameters (an expert's slice of its block's stacked weights).</summary>
+    internal Projection(Parameter weight) : base(nameof(Projection))
+    {
+        this.weight = weight;
+        RegisterComponents();
+    }
+
     /// <summary>Output features.</summary>
     public long OutFeatures => weight.shape[0];
 
@@ -62,6 +69,13 @@ public sealed class ModelContext
         using var data = torch.empty(shape, dtype: dtype, device: Device);
         Interlocked.Increment(ref _parametersCreated);
         return new Parameter(data, requires_grad: Trainable);
+    }
+
+    /// <summary>A parameter over <paramref name="view"/>'s storage (it shares the memory: writes to either are seen by both).</summary>
+    internal Parameter ParameterOver(Tensor view)
+    {
+        Interlocked.Increment(ref _parametersCreated);
+        return new Parameter(view, requires_grad: Trainable);
     }
 
     private static long _parametersCreated;

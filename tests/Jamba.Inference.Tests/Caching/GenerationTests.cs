@@ -23,14 +23,17 @@ public sealed class GenerationTests(ITestOutputHelper output)
 
     public static TheoryData<ModelFixtureName> Fixtures => FixtureRoots.ModelFixtures();
 
+    /// <summary>Every fixture on the CPU kernels and on the device path (every kernel off).</summary>
+    public static TheoryData<ModelFixtureName, ForwardPath> FixturesOnBothPaths => FixtureRoots.ModelFixturesOnBothPaths();
+
     public static readonly int[] ChunkSizes = [1, 3, 64, int.MaxValue];
 
     [Theory]
-    [MemberData(nameof(Fixtures))]
-    public void ChunkedPrefillOfAnySizeEqualsOneForward(ModelFixtureName fixtureName)
+    [MemberData(nameof(FixturesOnBothPaths))]
+    public void ChunkedPrefillOfAnySizeEqualsOneForward(ModelFixtureName fixtureName, ForwardPath path)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = LoadFp32(fx.Folder);
+        using var model = LoadFp32(fx.Folder, path);
         var prompt = fx.Batch1.InputIds[0];
         var seq = fx.Batch1.Sequences[0];
         foreach (int chunk in ChunkSizes)
@@ -61,11 +64,11 @@ public sealed class GenerationTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Fixtures))]
-    public void IncrementalDecodingReproducesGreedyTokensAndStepLogits(ModelFixtureName fixtureName)
+    [MemberData(nameof(FixturesOnBothPaths))]
+    public void IncrementalDecodingReproducesGreedyTokensAndStepLogits(ModelFixtureName fixtureName, ForwardPath path)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = LoadFp32(fx.Folder);
+        using var model = LoadFp32(fx.Folder, path);
         foreach (var (name, batch) in fx.Batches)
         {
             using var cache = model.CreateCache(batch.BatchSize);
@@ -102,11 +105,11 @@ public sealed class GenerationTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Fixtures))]
-    public void RaggedBatchOfDifferentLengthsEqualsEachAlone(ModelFixtureName fixtureName)
+    [MemberData(nameof(FixturesOnBothPaths))]
+    public void RaggedBatchOfDifferentLengthsEqualsEachAlone(ModelFixtureName fixtureName, ForwardPath path)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = LoadFp32(fx.Folder);
+        using var model = LoadFp32(fx.Folder, path);
         // The two prompts of batch2, unpadded, prefilled separately, then decoded together in one CacheBatch.
         var prompts = fx.Batch2.InputIds.Select((r, b) => r[fx.Batch2.Sequences[b].NumPad..]).ToArray();
         var caches = prompts.Select(_ => model.CreateCache(1)).ToArray();
@@ -169,11 +172,11 @@ public sealed class GenerationTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(Fixtures))]
-    public async Task EngineGreedyMatchesFixturesAloneAndConcurrently(ModelFixtureName fixtureName)
+    [MemberData(nameof(FixturesOnBothPaths))]
+    public async Task EngineGreedyMatchesFixturesAloneAndConcurrently(ModelFixtureName fixtureName, ForwardPath path)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = LoadFp32(fx.Folder);
+        using var model = LoadFp32(fx.Folder, path);
         using var engine = new JambaEngine(model, options: new EngineOptions { PrefillChunkTokens = 16, SoloPrefillChunkTokens = 16 });
         var prompts = fx.Batch2.InputIds.Select((r, b) => r[fx.Batch2.Sequences[b].NumPad..].Select(t => (int)t).ToArray()).ToArray();
         var greedy = new GenerationOptions { Temperature = 0, MaxNewTokens = fx.MaxNewTokens, IgnoreEos = true };

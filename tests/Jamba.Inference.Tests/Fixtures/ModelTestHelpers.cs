@@ -39,6 +39,10 @@ internal static class ModelTestHelpers
     public static JambaForCausalLM LoadFp32(string folder) =>
         JambaForCausalLM.FromPretrained(folder, new ModelOptions { DType = ComputeDType.Float32 });
 
+    /// <summary>Loads the fixture in fp32 for the given forward path (<see cref="ModelOptions.CpuKernels"/>).</summary>
+    public static JambaForCausalLM LoadFp32(string folder, ForwardPath path) =>
+        JambaForCausalLM.FromPretrained(folder, new ModelOptions { DType = ComputeDType.Float32, CpuKernels = path == ForwardPath.CpuKernels ? null : false });
+
     /// <summary>Copies layer outputs (fp64, CPU) and router choices of one forward.</summary>
     public sealed class Recorder : IForwardObserver, IDisposable
     {

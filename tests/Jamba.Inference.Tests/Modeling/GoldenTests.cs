@@ -26,10 +26,12 @@ public sealed class GoldenTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Fixtures))]
-    public void ForwardMatchesTransformers(ModelFixtureName fixtureName)
+    public void ForwardMatchesTransformers(ModelFixtureName fixtureName) => Compare(fixtureName, ForwardPath.CpuKernels);
+
+    private void Compare(ModelFixtureName fixtureName, ForwardPath path)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = LoadFp32(fx.Folder);
+        using var model = LoadFp32(fx.Folder, path);
         Assert.Equal(fx.LayersBlockType, Enumerable.Range(0, model.Config.NumHiddenLayers).Select(i => model.Config.MixerKind(i).ToString().ToLowerInvariant()).ToArray());
         Assert.Equal(fx.LayersNumExperts, Enumerable.Range(0, model.Config.NumHiddenLayers).Select(model.Config.LayerNumExperts).ToArray());
 
@@ -65,23 +67,11 @@ public sealed class GoldenTests(ITestOutputHelper output)
         output.WriteLine($"{fx.Name}: largest |Δlogit| = {worst:E3}");
     }
 
-    /// <summary>The same comparison with every hand-written CPU kernel off (<see cref="CpuKernels.Enabled"/>): the tensor
+    /// <summary>The same comparison with every hand-written CPU kernel off (<see cref="ModelOptions.CpuKernels"/> false): the tensor
     /// path a CUDA device runs.</summary>
     [Theory]
     [MemberData(nameof(Fixtures))]
-    public void ForwardMatchesTransformersOnTheDevicePath(ModelFixtureName fixtureName)
-    {
-        bool before = CpuKernels.Enabled;
-        CpuKernels.Enabled = false;
-        try
-        {
-            ForwardMatchesTransformers(fixtureName);
-        }
-        finally
-        {
-            CpuKernels.Enabled = before;
-        }
-    }
+    public void ForwardMatchesTransformersOnTheDevicePath(ModelFixtureName fixtureName) => Compare(fixtureName, ForwardPath.Device);
 
     private static void CheckLayers(ModelFixture fx, string batchName, int b, FixtureSequence seq, Recorder recorder, int length)
     {
