@@ -1,4 +1,5 @@
 using Jamba.Inference.Diagnostics;
+using Jamba.Inference.Kernels;
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
@@ -78,6 +79,10 @@ internal sealed class BenchSettings : ModelSettings
     [DefaultValue(0)]
     public int Profile { get; set; }
 
+    [CommandOption("--device-path")]
+    [Description("Also run every prefill/decode row with every hand-written CPU kernel off (the tensor path a GPU runs), alternating with the kernel path run by run, and report the ratio.")]
+    public bool DevicePath { get; set; }
+
     [CommandOption("--json")]
     [Description("Print one JSON object.")]
     public bool Json { get; set; }
@@ -111,7 +116,7 @@ internal sealed class BenchSettings : ModelSettings
 /// <summary><c>jamba bench</c>: prefill and decode speed, concurrent decode, snapshot TTFT and peak memory on random prompts.</summary>
 internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
 {
-    private sealed record PrefillRow(int PromptTokens, double PrefillSeconds, double PrefillTps, double? DecodeTps, int NewTokens);
+    private sealed record PrefillRow(int PromptTokens, double PrefillSeconds, double PrefillTps, double? DecodeTps, int NewTokens, string Path);
     private sealed record StreamsRow(int Streams, int TokensEach, double AggregateTps, double Seconds);
     private sealed record SnapshotRow(int PrefixTokens, double ColdTtft, double SnapshotTtft, double CreateSeconds, long SnapshotBytes);
 
@@ -156,19 +161,32 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                 status("Warm-up");
                 await RunOne(handle, Prompt(Math.Min(512, promptLengths.Max())), Options(48), cancellationToken).ConfigureAwait(false);
             }
+            string[] paths = settings.DevicePath ? ["cpu-kernels", "device"] : [CpuKernels.Enabled ? "cpu-kernels" : "device"];
+            bool processKernels = CpuKernels.Enabled;
             foreach (int p in promptLengths)
             {
-                var runs = new List<GenerationOutcome>();
-                for (int r = 0; r < settings.Runs; r++)
+                var runs = paths.ToDictionary(x => x, _ => new List<GenerationOutcome>());
+                try
                 {
-                    status($"Prefill {p} tokens + decode {settings.NewTokens} (run {r + 1}/{settings.Runs})");
-                    runs.Add(await RunOne(handle, Prompt(p), Options(settings.NewTokens), cancellationToken).ConfigureAwait(false));
+                    for (int r = 0; r < settings.Runs; r++)
+                        foreach (var path in paths)
+                        {
+                            // Process-wide: the bench's model follows the process switch (its ModelOptions.CpuKernels is unset).
+                            if (settings.DevicePath) CpuKernels.Enabled = path == "cpu-kernels";
+                            status($"Prefill {p} tokens + decode {settings.NewTokens}, {path} (run {r + 1}/{settings.Runs})");
+                            runs[path].Add(await RunOne(handle, Prompt(p), Options(settings.NewTokens), cancellationToken).ConfigureAwait(false));
+                        }
                 }
-                prefillRows.Add(new PrefillRow(p,
-                    Median(runs.Select(o => o.PrefillSeconds)),
-                    Median(runs.Select(o => o.PrefillTokensPerSecond ?? 0)),
-                    settings.NewTokens > 1 ? Median(runs.Select(o => o.DecodeTokensPerSecond ?? 0)) : null,
-                    settings.NewTokens));
+                finally
+                {
+                    CpuKernels.Enabled = processKernels;
+                }
+                foreach (var path in paths)
+                    prefillRows.Add(new PrefillRow(p,
+                        Median(runs[path].Select(o => o.PrefillSeconds)),
+                        Median(runs[path].Select(o => o.PrefillTokensPerSecond ?? 0)),
+                        settings.NewTokens > 1 ? Median(runs[path].Select(o => o.DecodeTokensPerSecond ?? 0)) : null,
+                        settings.NewTokens, path));
             }
             foreach (int s in streamCounts)
             {
@@ -249,6 +267,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     ["prefill_seconds"] = JsonOutput.Number(r.PrefillSeconds, 4),
                     ["prefill_tokens_per_second"] = JsonOutput.Number(r.PrefillTps, 2),
                     ["decode_tokens_per_second"] = JsonOutput.Number(r.DecodeTps, 2),
+                    ["path"] = r.Path,
                 }).ToArray()),
                 ["streams"] = new JsonArray(streamRows.Select(r => (JsonNode)new JsonObject
                 {
@@ -299,8 +318,17 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         var prefill = new Table().Border(border).Title("Prefill and decode (batch 1)")
             .AddColumn(new TableColumn("prompt tokens").RightAligned()).AddColumn(new TableColumn("prefill s").RightAligned())
             .AddColumn(new TableColumn("prefill tok/s").RightAligned()).AddColumn(new TableColumn($"decode tok/s ({settings.NewTokens} new)").RightAligned());
-        foreach (var r in prefillRows) prefill.AddRow(r.PromptTokens.ToString(CultureInfo.InvariantCulture), F(r.PrefillSeconds, "0.000"), F(r.PrefillTps), F(r.DecodeTps));
+        if (settings.DevicePath) prefill.AddColumn("path");
+        foreach (var r in prefillRows)
+        {
+            string[] cells = [r.PromptTokens.ToString(CultureInfo.InvariantCulture), F(r.PrefillSeconds, "0.000"), F(r.PrefillTps), F(r.DecodeTps)];
+            prefill.AddRow(settings.DevicePath ? [.. cells, r.Path] : cells);
+        }
         io.Console.Write(prefill);
+        if (settings.DevicePath)
+            foreach (var g in prefillRows.GroupBy(r => r.PromptTokens))
+                if (g.FirstOrDefault(r => r.Path == "cpu-kernels") is { } k && g.FirstOrDefault(r => r.Path == "device") is { } d)
+                    io.Console.MarkupLine(Markup.Escape($"Device path at {g.Key} tokens: prefill {d.PrefillTps / k.PrefillTps:P0} of the CPU kernels' speed, decode {F(d.DecodeTps / k.DecodeTps * 100, "0")} %"));
         if (streamRows.Count > 0)
         {
             var streams = new Table().Border(border).Title("Concurrent streams").Caption($"{settings.StreamPromptTokens}-token prompts, {settings.NewTokens} new tokens each")
@@ -321,7 +349,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         }
         if (snapshotRow is { } snap)
             io.Console.MarkupLine(Markup.Escape($"TTFT after a {snap.PrefixTokens}-token prefix: cold {snap.ColdTtft * 1000:0.0} ms, from snapshot {snap.SnapshotTtft * 1000:0.0} ms ({snap.ColdTtft / snap.SnapshotTtft:0.0}×; snapshot {ModelArithmetic.FormatBytes(snap.SnapshotBytes)}, made in {snap.CreateSeconds:0.00} s)"));
-        io.Console.MarkupLine(Markup.Escape($"Memory: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));
+        io.Console.MarkupLine(Markup.Escape($"Memory on {handle.Device}: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));
         return ExitCodes.Success;
     }
 
