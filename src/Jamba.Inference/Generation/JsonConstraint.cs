@@ -110,6 +110,8 @@ public sealed class JsonConstraint
         return !MatcherState.Initial(Root).Advance(Encoding.UTF8.GetBytes(text)).IsDead;
     }
 
+    internal bool AcceptsPrefix(ReadOnlySpan<byte> bytes) => !MatcherState.Initial(Root).Advance(bytes).IsDead;
+
     /// <inheritdoc />
     public override string ToString() => Description;
 }
