@@ -192,7 +192,7 @@ internal sealed class JsonSchemaCompiler
         foreach (var p in s.EnumerateObject())
         {
             if (!keys.Add(p.Name)) throw Invalid(path, $"duplicate keyword '{p.Name}'");
-            if (!Annotations.Contains(p.Name) && !Supported.Contains(p.Name)) throw Unsupported(p.Name, path);
+            if (!Annotations.Contains(p.Name) && !Supported.Contains(p.Name) && p.Name != "pattern") throw Unsupported(p.Name, path);
         }
 
         if (s.TryGetProperty("$ref", out var refEl))
@@ -229,6 +229,14 @@ internal sealed class JsonSchemaCompiler
         }
 
         var typeList = TypesOf(s, path);
+        if (keys.Contains("pattern"))
+        {
+            // A pattern constrains strings only. Beside other types (System.Text.Json's "numbers may be read from strings":
+            // {"type":["string","integer"],"pattern":…}) the string alternative is left out, which only narrows the output;
+            // on strings themselves it is not supported.
+            if (typeList is null || !typeList.Any(t => t != "string")) throw Unsupported("pattern", path);
+            typeList = typeList.Where(t => t != "string").ToList();
+        }
         if (typeList is null)
         {
             // No type: infer from the keywords present; none at all means any value.
