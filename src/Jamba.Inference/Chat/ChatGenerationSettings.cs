@@ -33,10 +33,19 @@ public static class ChatGenerationSettings
     /// <exception cref="NotSupportedException">The schema uses a keyword constrained decoding does not implement (names it).</exception>
     public static JsonConstraint? ResponseConstraint(ChatResponseFormat? format) => format switch
     {
-        ChatResponseFormatJson { Schema: { } schema } => JsonConstraint.FromSchema(schema),
+        ChatResponseFormatJson { Schema: { } schema } => JsonConstraint.FromSchema(Unwrap(schema)),
         ChatResponseFormatJson => JsonConstraint.AnyObject,
         _ => null,
     };
+
+    /// <summary>OpenAI's whole <c>response_format</c> object (<c>{"type":"json_schema","json_schema":{"schema":…}}</c>, what
+    /// Semantic Kernel's chat bridge passes on as the schema) stands for its schema; "json_schema" is no JSON Schema type,
+    /// so this never changes a real schema.</summary>
+    internal static JsonElement Unwrap(JsonElement schema) =>
+        schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "json_schema"
+        && schema.TryGetProperty("json_schema", out var js) && js.ValueKind == JsonValueKind.Object && js.TryGetProperty("schema", out var inner)
+            ? inner
+            : schema;
 
     /// <summary>
     /// <paramref name="defaults"/> (copied) overridden by every setting <paramref name="options"/> has: <c>MaxOutputTokens</c>,
