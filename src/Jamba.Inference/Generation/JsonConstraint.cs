@@ -158,14 +158,14 @@ internal sealed class JsonConstraintState
         // Within budget unless the budget is short of what some allowed token would need; then keep the tokens that fit
         // (or, when none does, the ones that need least: the sequence will end with the constraint incomplete).
         int limit = budget >= mask.MaxCloseAfter ? int.MaxValue : Math.Max(budget, mask.MinCloseAfter);
-        ApplyMask(logits, mask, limit);
+        ApplyMask(logits, mask, limit, _vocab.Size);
         for (int i = 0; i < nSaved; i++) logits[(int)saved[i * 2]] = saved[i * 2 + 1];
         return mask.Count > 0 || accepting;
     }
 
-    private void ApplyMask(Span<float> logits, TokenMask mask, int limit)
+    internal static void ApplyMask(Span<float> logits, TokenMask mask, int limit, int vocabSize)
     {
-        int size = Math.Min(_vocab.Size, logits.Length);
+        int size = Math.Min(vocabSize, logits.Length);
         if (mask.Sparse is { } ids)
         {
             int n = 0;
@@ -174,6 +174,7 @@ internal sealed class JsonConstraintState
             logits.Fill(float.NegativeInfinity);
             for (int i = 0; i < ids.Length; i++)
                 if (ids[i] < size && mask.CloseAfter[i] <= limit) { logits[ids[i]] = keep[i]; n++; }
+            if (n == 0 && ids.Length > 0) throw new InvalidOperationException("A constraint mask left no token.");
             return;
         }
         var bits = mask.Bits;
@@ -210,5 +211,146 @@ internal sealed class JsonConstraintState
     {
         var bytes = (uint)token < (uint)_vocab.Size ? _vocab.Tokens[token] : null;
         _state = bytes is null ? new MatcherState([]) : _state.Advance(bytes);
+    }
+}
+
+/// <summary>The cost of one constrained step, measured by <see cref="JsonConstraintProbe"/>.</summary>
+/// <param name="VocabularySize">Tokens in the vocabulary.</param>
+/// <param name="Steps">Tokens of the sample text (one mask each).</param>
+/// <param name="ColdMicroseconds">Mean µs per step computing each mask from scratch and applying it to a row of logits.</param>
+/// <param name="CachedMicroseconds">Mean µs per step when the masks are cached (a lookup and the application).</param>
+public sealed record ConstraintMaskTiming(int VocabularySize, int Steps, double ColdMicroseconds, double CachedMicroseconds);
+
+/// <summary>Measures the mask step of a <see cref="JsonConstraint"/> on a vocabulary (for <c>jamba bench --json-constraint</c>).</summary>
+public static class JsonConstraintProbe
+{
+    /// <summary>A synthetic vocabulary shaped like Jamba's SentencePiece ones: the 256 byte-fallback pieces
+    /// (<c>&lt;0xNN&gt;</c>), printable ASCII, word pieces with and without a leading <c>▁</c>, digit runs, punctuation and
+    /// JSON-ish runs (<c>{"</c>, <c>":</c>, <c>",</c>…), whitespace runs and non-ASCII letters.</summary>
+    /// <param name="size">Tokens (at least 512).</param>
+    /// <param name="seed">Seed of the random word pieces.</param>
+    public static IReadOnlyList<string> SyntheticVocabulary(int size = 65536, int seed = 0)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(size, 512);
+        var pieces = new List<string>(size);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        void Add(string p)
+        {
+            if (pieces.Count < size && seen.Add(p)) pieces.Add(p);
+        }
+        Add("<unk>"); Add("<|startoftext|>"); Add("<|endoftext|>");
+        for (int b = 0; b < 256; b++) Add($"<0x{b:X2}>");
+        for (char c = ' '; c < (char)127; c++) Add(c.ToString());
+        foreach (var p in new[] { "{\"", "\":", "\",", "\"}", "\":\"", "\",\"", "},", "}]", "]}", "[{", "{}", "[]", "\": ", ", \"", "\n", "\n  ", "\n    ", "  ", "    ", "▁{", "▁\"", "▁[", "▁}", "true", "false", "null", "▁true", "▁false", "▁null", "\\n", "\\\"", "://", "...", "--" })
+            Add(p.Replace("▁", " "));
+        var rng = new Random(seed);
+        const string letters = "etaoinshrdlcumwfgypbvkjxqz";
+        const string other = "éèàüöäñçßøåæœłšžčřőű中文日本語한국어абвгдежзиклмнопрстуфхцчшщыэюя";
+        for (int d = 0; d < 1000 && pieces.Count < size; d++) Add(d.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        while (pieces.Count < size)
+        {
+            int kind = rng.Next(20);
+            int len = 1 + (int)Math.Min(14, -Math.Log(1 - rng.NextDouble()) * 4);
+            var sb = new StringBuilder();
+            if (kind < 12) sb.Append(' '); // "▁word"
+            if (kind == 19) { for (int i = 0; i < Math.Min(len, 4); i++) sb.Append(other[rng.Next(other.Length)]); }
+            else if (kind == 18) { for (int i = 0; i < Math.Min(len, 4); i++) sb.Append("!\"#$%&'()*+,-./:;<=>?@[]^_`{|}~"[rng.Next(32)]); }
+            else
+            {
+                for (int i = 0; i < len; i++) sb.Append(letters[Math.Min(letters.Length - 1, (int)(-Math.Log(1 - rng.NextDouble()) * 6))]);
+                if (kind % 5 == 0) sb[sb.Length > 1 && kind < 12 ? 1 : 0] = char.ToUpperInvariant(sb[sb.Length > 1 && kind < 12 ? 1 : 0]);
+            }
+            Add(sb.ToString());
+        }
+        return pieces;
+    }
+
+    /// <summary>Measures the masks along <paramref name="sample"/> (tokenized greedily, longest allowed piece first) over
+    /// <paramref name="pieces"/> (<c>&lt;0xNN&gt;</c> entries are bytes; <c>&lt;…&gt;</c> others are special).</summary>
+    /// <param name="constraint">The constraint.</param>
+    /// <param name="pieces">The vocabulary.</param>
+    /// <param name="sample">A text the constraint accepts.</param>
+    public static ConstraintMaskTiming Measure(JsonConstraint constraint, IReadOnlyList<string> pieces, string sample)
+    {
+        ArgumentNullException.ThrowIfNull(pieces);
+        var tokens = new byte[]?[pieces.Count];
+        for (int i = 0; i < tokens.Length; i++)
+        {
+            string p = pieces[i];
+            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal) && p[5] == '>' && byte.TryParse(p.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b)) tokens[i] = [b];
+            else if (p.Length > 2 && p[0] == '<' && p[^1] == '>') tokens[i] = null;
+            else tokens[i] = Encoding.UTF8.GetBytes(p);
+        }
+        return Measure(constraint, new ConstraintVocabulary(tokens), sample);
+    }
+
+    /// <summary>Measures the masks along <paramref name="sample"/> over <paramref name="tokenizer"/>'s vocabulary.</summary>
+    /// <param name="constraint">The constraint.</param>
+    /// <param name="tokenizer">The tokenizer.</param>
+    /// <param name="sample">A text the constraint accepts.</param>
+    public static ConstraintMaskTiming Measure(JsonConstraint constraint, JambaTokenizer tokenizer, string sample)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        return Measure(constraint, ConstraintVocabulary.For(tokenizer), sample);
+    }
+
+    private static ConstraintMaskTiming Measure(JsonConstraint constraint, ConstraintVocabulary vocab, string sample)
+    {
+        ArgumentNullException.ThrowIfNull(constraint);
+        ArgumentNullException.ThrowIfNull(sample);
+        var bytes = Encoding.UTF8.GetBytes(sample);
+        var cache = new MaskCache(vocab);
+        var states = new List<MatcherState>();
+        var state = MatcherState.Initial(constraint.Root);
+        int pos = 0;
+        while (pos < bytes.Length && !state.IsComplete)
+        {
+            var mask = cache.Get(state);
+            // The longest allowed piece that matches the text here.
+            int best = -1, bestLen = 0, node = 0;
+            for (int d = pos; d < bytes.Length; d++)
+            {
+                int child = -1;
+                for (int c = node + 1; c < vocab.End[node]; c = vocab.End[c])
+                    if (vocab.EdgeByte[c] == bytes[d]) { child = c; break; }
+                if (child < 0) break;
+                node = child;
+                for (int k = vocab.TokenStart[node], e = k + vocab.TokenCount[node]; k < e; k++)
+                {
+                    int id = vocab.SortedIds[k];
+                    if ((mask.Bits[id >> 6] & (1UL << (id & 63))) != 0) { best = id; bestLen = d - pos + 1; break; }
+                }
+            }
+            if (best < 0) throw new ArgumentException($"The sample text cannot be written with this vocabulary under the constraint (at byte {pos}).", nameof(sample));
+            states.Add(state);
+            state = state.Advance(vocab.Tokens[best]);
+            pos += bestLen;
+        }
+        var logits = new float[vocab.Size];
+        var row = new float[vocab.Size];
+        new Random(1).NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(row.AsSpan()));
+        for (int i = 0; i < row.Length; i++) row[i] = (row[i] is var v && float.IsFinite(v) ? v % 8 : 0);
+        var cold = new MaskCache(vocab);
+        double coldTicks = 0, cachedTicks = 0;
+        foreach (var s in states)
+        {
+            row.CopyTo(logits, 0);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+            var m = cold.Compute(s);
+            JsonConstraintState.ApplyMask(logits, m, int.MaxValue, vocab.Size);
+            coldTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+        }
+        for (int rep = 0; rep < 3; rep++)
+            foreach (var s in states)
+            {
+                row.CopyTo(logits, 0);
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                var m = cache.Get(s);
+                JsonConstraintState.ApplyMask(logits, m, int.MaxValue, vocab.Size);
+                cachedTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+            }
+        double us = 1e6 / System.Diagnostics.Stopwatch.Frequency;
+        int n = Math.Max(1, states.Count);
+        return new ConstraintMaskTiming(vocab.Size, states.Count, coldTicks * us / n, cachedTicks * us / (3 * n));
     }
 }
