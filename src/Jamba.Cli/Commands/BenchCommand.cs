@@ -356,7 +356,8 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
     private sealed record ConstraintRow(ConstraintMaskTiming Synthetic, ConstraintMaskTiming? Model, IReadOnlyList<ConstraintDecodeRow> Decode);
 
     /// <summary>The schema of the constrained runs: a long array of objects (strings, an integer range, enums) that cannot
-    /// finish within the new tokens, so every stream decodes all of them.</summary>
+    /// finish within the new tokens, so every stream decodes all of them (the item count is part of the matcher state, so
+    /// this is a hard case for the mask cache).</summary>
     internal const string BenchSchema = """
         {"type":"array","minItems":64,"items":{"type":"object","properties":{"name":{"type":"string"},"note":{"type":"string"},
          "count":{"type":"integer","minimum":0,"maximum":1000},"tags":{"type":"array","items":{"enum":["red","green","blue"]}}},

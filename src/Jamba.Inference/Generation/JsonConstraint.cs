@@ -224,6 +224,8 @@ public sealed record ConstraintMaskTiming(int VocabularySize, int Steps, double 
 /// <summary>Measures the mask step of a <see cref="JsonConstraint"/> on a vocabulary (for <c>jamba bench --json-constraint</c>).</summary>
 public static class JsonConstraintProbe
 {
+    private const string Punctuation = "!\"#$%&'()*+,-./:;<=>?@[]^_`{|}~";
+
     /// <summary>A synthetic vocabulary shaped like Jamba's SentencePiece ones: the 256 byte-fallback pieces
     /// (<c>&lt;0xNN&gt;</c>), printable ASCII, word pieces with and without a leading <c>▁</c>, digit runs, punctuation and
     /// JSON-ish runs (<c>{"</c>, <c>":</c>, <c>",</c>…), whitespace runs and non-ASCII letters.</summary>
@@ -254,7 +256,7 @@ public static class JsonConstraintProbe
             var sb = new StringBuilder();
             if (kind < 12) sb.Append(' '); // "▁word"
             if (kind == 19) { for (int i = 0; i < Math.Min(len, 4); i++) sb.Append(other[rng.Next(other.Length)]); }
-            else if (kind == 18) { for (int i = 0; i < Math.Min(len, 4); i++) sb.Append("!\"#$%&'()*+,-./:;<=>?@[]^_`{|}~"[rng.Next(32)]); }
+            else if (kind == 18) { for (int i = 0; i < Math.Min(len, 4); i++) sb.Append(Punctuation[rng.Next(Punctuation.Length)]); }
             else
             {
                 for (int i = 0; i < len; i++) sb.Append(letters[Math.Min(letters.Length - 1, (int)(-Math.Log(1 - rng.NextDouble()) * 6))]);

@@ -33,8 +33,16 @@ internal abstract class Frame : IEquatable<Frame>
     /// <summary>Bytes needed to finish this frame's own part (not its parents').</summary>
     protected abstract int Rest();
 
-    /// <summary>Bytes needed to finish the whole JSON text from here.</summary>
-    public virtual int MinClose() => ObjectNode.Sat((long)Rest() + (Parent?.MinClose() ?? 0));
+    private int _minClose = -1;
+
+    /// <summary>Bytes needed to finish the whole JSON text from here (computed once: frames are immutable).</summary>
+    public int MinClose()
+    {
+        if (_minClose < 0) _minClose = ComputeMinClose();
+        return _minClose;
+    }
+
+    protected virtual int ComputeMinClose() => ObjectNode.Sat((long)Rest() + (Parent?.MinClose() ?? 0));
 
     protected abstract int LocalHash();
     protected abstract bool LocalEquals(Frame other);
@@ -307,7 +315,7 @@ internal sealed class KeyFrame : Frame
         output.Add(new KeyFrame(obj, next, more, lo, hi));
     }
 
-    public override int MinClose()
+    protected override int ComputeMinClose()
     {
         var obj = Obj;
         var node = obj.Node;
