@@ -66,7 +66,7 @@ internal sealed class ArrayNode : SchemaNode
     public override int ComputeMinLen() => ObjectNode.Sat(2L + (long)MinItems * Items.MinLen + Math.Max(0, MinItems - 1));
 }
 
-internal enum StringFormat { None, Date, DateTime, Time, Uuid }
+internal enum StringFormat { None, Date, DateTime, Uuid }
 
 internal sealed class StringNode : SchemaNode
 {
@@ -77,7 +77,6 @@ internal sealed class StringNode : SchemaNode
     {
         StringFormat.Date => 12,
         StringFormat.DateTime => 22,
-        StringFormat.Time => 11,
         StringFormat.Uuid => 38,
         _ => 2 + MinLength,
     };
@@ -374,9 +373,8 @@ internal sealed class JsonSchemaCompiler
                     {
                         "date" => StringFormat.Date,
                         "date-time" => StringFormat.DateTime,
-                        "time" => StringFormat.Time,
                         "uuid" => StringFormat.Uuid,
-                        var other => throw Unsupported("format", path, $"format '{other}' (supported: date, date-time, time, uuid)"),
+                        var other => throw Unsupported("format", path, $"format '{other}' (supported: date, date-time, uuid)"),
                     };
                     if (node.MinLength > 0 || node.MaxLength >= 0) throw Unsupported("format", path, "format together with minLength/maxLength");
                 }
