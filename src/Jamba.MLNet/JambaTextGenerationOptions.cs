@@ -141,6 +141,15 @@ public sealed class JambaTextGenerationOptions
     /// <summary>Keep special tokens in the generated text (default false).</summary>
     public bool IncludeSpecialTokens { get => _generation.IncludeSpecialTokensInText; set => _generation.IncludeSpecialTokensInText = value; }
 
+    /// <summary>
+    /// A JSON Schema (text) every row's output must match, or null (default) for free text; <c>"{}"</c> allows any JSON
+    /// value. Decoding is constrained (<see cref="GenerationOptions.Constraint"/>), so the output column holds one JSON value
+    /// of the schema; a row whose value could not be finished within <see cref="MaxTokens"/> has finish reason
+    /// <c>"length"</c>. With <see cref="Endpoint"/> the schema is sent as the request's <c>response_format</c>
+    /// (<see cref="UseChatTemplate"/> rows) or as the completion's constraint field.
+    /// </summary>
+    public string? JsonSchema { get; set; }
+
     /// <summary>Rows generated concurrently by <c>Transform</c> (the engine batches their decode steps); 1…1024, default 16.
     /// Also the engine's <see cref="Jamba.Inference.Engine.EngineOptions.MaxConcurrentSequences"/> floor when this step loads the model.</summary>
     public int BatchSize { get; set; } = 16;
@@ -184,6 +193,12 @@ public sealed class JambaTextGenerationOptions
         Check(duplicate is null, duplicate?.First().Option ?? "", $"names the column '{duplicate?.Key}', which {duplicate?.Last().Option} also names.");
         Check(outputs.Count > 0, nameof(OutputColumnName), "and the other output column names are all null: the step would add nothing.");
         _generation.Validate(SettingName);
+        if (JsonSchema is not null)
+        {
+            try { _ = JsonConstraint.FromSchema(JsonSchema); }
+            catch (ArgumentException e) { throw new ArgumentException($"{nameof(JsonSchema)}: {e.Message}", nameof(JsonSchema), e); }
+            catch (NotSupportedException e) { throw new ArgumentException($"{nameof(JsonSchema)}: {e.Message}", nameof(JsonSchema), e); }
+        }
     }
 
     /// <summary>The output columns this step adds, as (option name, column name), in schema order.</summary>
@@ -212,8 +227,14 @@ public sealed class JambaTextGenerationOptions
         _ => null,
     };
 
-    /// <summary>The engine's generation options for these settings (a copy of <see cref="Generation"/>).</summary>
-    public GenerationOptions ToGenerationOptions() => _generation.Clone();
+    /// <summary>The engine's generation options for these settings (a copy of <see cref="Generation"/>, with the
+    /// <see cref="JsonSchema"/> as its <see cref="GenerationOptions.Constraint"/>).</summary>
+    public GenerationOptions ToGenerationOptions()
+    {
+        var g = _generation.Clone();
+        if (JsonSchema is not null) g.Constraint = JsonConstraint.FromSchema(JsonSchema);
+        return g;
+    }
 
     /// <summary>A deep copy.</summary>
     public JambaTextGenerationOptions Clone()

@@ -67,6 +67,10 @@ public sealed class RemoteCompletionClient : IDisposable
         if (options.Seed is { } seed) body["seed"] = seed;
         if (options.IgnoreEos) body["ignore_eos"] = true;
         if (options.StopSequences.Count > 0) body["stop"] = new JsonArray(options.StopSequences.Select(s => (JsonNode)s).ToArray());
+        if (options.Constraint is { } constraint)
+            body["response_format"] = constraint.SchemaText is { } schema
+                ? new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "output", ["schema"] = JsonNode.Parse(schema) } }
+                : new JsonObject { ["type"] = "json_object" };
         if (options.StopTokenIds.Count > 0) body["stop_token_ids"] = new JsonArray(options.StopTokenIds.Select(s => (JsonNode)s).ToArray());
         return body;
     }

@@ -30,7 +30,7 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
     private float? _minP;
     private IList<IDictionary<string, object?>>? _documents;
     private IDictionary<string, object?>? _chatTemplateKwargs;
-    private string? _responseFormat;
+    private object? _responseFormat;
     private string? _citationMode;
     private IDictionary<string, object?>? _knobs;
 
@@ -106,9 +106,62 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
         return this;
     }
 
-    /// <summary><c>"json_object"</c> turns on the template's JSON mode (Jamba 1.6+ knobs); <c>"text"</c> or null: plain text.</summary>
-    [JsonPropertyName("response_format"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
-    public string? ResponseFormat { get => _responseFormat; set { ThrowIfFrozen(); _responseFormat = value; } }
+    /// <summary>
+    /// The answer's format, as in Semantic Kernel's OpenAI connector: <c>"json_object"</c> (any JSON object), a
+    /// <see cref="Type"/> (a value of its JSON schema, <c>AIJsonUtilities.CreateJsonSchema</c>), a JSON schema as text or
+    /// <see cref="JsonElement"/> (also OpenAI's <c>{"type":"json_schema","json_schema":{"name":…,"schema":…}}</c>), a
+    /// <see cref="ChatResponseFormat"/>, or <c>"text"</c> / null for plain text. JSON formats turn on the template's JSON mode
+    /// and constrain decoding (<see cref="GenerationOptions.Constraint"/>), so the answer is a valid value.
+    /// </summary>
+    /// <exception cref="ArgumentException">On use: the value is none of these (names <c>response_format</c>).</exception>
+    [JsonPropertyName("response_format"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull), JsonConverter(typeof(ResponseFormatJsonConverter))]
+    public object? ResponseFormat { get => _responseFormat; set { ThrowIfFrozen(); _responseFormat = value; } }
+
+    /// <summary>The <see cref="ChatResponseFormat"/> that <paramref name="value"/> (a <see cref="ResponseFormat"/>) describes.</summary>
+    /// <param name="value">A response format setting.</param>
+    /// <exception cref="ArgumentException">The value is not a response format (names <c>response_format</c>).</exception>
+    public static ChatResponseFormat? ToChatResponseFormat(object? value)
+    {
+        static ArgumentException Bad(string what) => new($"response_format must be \"text\", \"json_object\", a Type, a JSON schema (text or JsonElement) or a ChatResponseFormat; found {what}.", "response_format");
+        switch (value)
+        {
+            case null: return null;
+            case ChatResponseFormat f: return f;
+            case Type t: return ChatResponseFormat.ForJsonSchema(AIJsonUtilities.CreateJsonSchema(t, serializerOptions: AIJsonUtilities.DefaultOptions), t.Name);
+            case string s:
+                switch (s.Trim())
+                {
+                    case "" or "text": return ChatResponseFormat.Text;
+                    case "json_object" or "json": return ChatResponseFormat.Json;
+                }
+                try
+                {
+                    using var doc = JsonDocument.Parse(s);
+                    return ToChatResponseFormat(doc.RootElement.Clone());
+                }
+                catch (JsonException)
+                {
+                    throw Bad($"the text \"{(s.Length > 40 ? s[..40] + "…" : s)}\"");
+                }
+            case JsonElement { ValueKind: JsonValueKind.String } e: return ToChatResponseFormat(e.GetString());
+            case JsonElement { ValueKind: JsonValueKind.Null }: return null;
+            case JsonElement { ValueKind: JsonValueKind.Object } e:
+                if (e.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String)
+                {
+                    switch (type.GetString())
+                    {
+                        case "text": return ChatResponseFormat.Text;
+                        case "json_object": return ChatResponseFormat.Json;
+                        case "json_schema" when e.TryGetProperty("json_schema", out var js) && js.ValueKind == JsonValueKind.Object && js.TryGetProperty("schema", out var schema):
+                            return ChatResponseFormat.ForJsonSchema(schema.Clone(),
+                                js.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString() : null,
+                                js.TryGetProperty("description", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null);
+                    }
+                }
+                return ChatResponseFormat.ForJsonSchema(e.Clone());
+            default: throw Bad(value.GetType().Name);
+        }
+    }
 
     /// <inheritdoc />
     public override void Freeze()
@@ -207,6 +260,7 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
             StopSequences = StopSequences?.ToList(),
             ModelId = ModelId,
         };
+        options.ResponseFormat = ToChatResponseFormat(ResponseFormat);
         if (MinP is { } minP) (options.AdditionalProperties ??= [])[ChatGenerationSettings.MinPKey] = minP;
         if (RepetitionPenalty is { } rep) (options.AdditionalProperties ??= [])[ChatGenerationSettings.RepetitionPenaltyKey] = rep;
         return options;
@@ -231,4 +285,44 @@ public sealed class JambaPromptExecutionSettings : PromptExecutionSettings
         nameof(GenerationOptions.Seed) => "seed",
         _ => null,
     };
+}
+
+/// <summary>Writes <see cref="JambaPromptExecutionSettings.ResponseFormat"/> as OpenAI's <c>response_format</c> (a string, or
+/// <c>{"type":"json_schema","json_schema":{…}}</c>) and reads it back as a string or <see cref="JsonElement"/>.</summary>
+internal sealed class ResponseFormatJsonConverter : JsonConverter<object?>
+{
+    public override bool HandleNull => false;
+
+    public override object? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        using var doc = JsonDocument.ParseValue(ref reader);
+        return doc.RootElement.ValueKind == JsonValueKind.String ? doc.RootElement.GetString() : doc.RootElement.Clone();
+    }
+
+    public override void Write(Utf8JsonWriter writer, object? value, JsonSerializerOptions options)
+    {
+        switch (JambaPromptExecutionSettings.ToChatResponseFormat(value))
+        {
+            case null:
+                writer.WriteNullValue();
+                break;
+            case ChatResponseFormatText:
+                writer.WriteStringValue("text");
+                break;
+            case ChatResponseFormatJson { Schema: null }:
+                writer.WriteStringValue("json_object");
+                break;
+            case ChatResponseFormatJson json:
+                writer.WriteStartObject();
+                writer.WriteString("type", "json_schema");
+                writer.WriteStartObject("json_schema");
+                if (json.SchemaName is { } name) writer.WriteString("name", name);
+                if (json.SchemaDescription is { } description) writer.WriteString("description", description);
+                writer.WritePropertyName("schema");
+                json.Schema!.Value.WriteTo(writer);
+                writer.WriteEndObject();
+                writer.WriteEndObject();
+                break;
+        }
+    }
 }

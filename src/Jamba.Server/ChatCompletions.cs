@@ -47,7 +47,16 @@ internal static class ChatCompletions
         var request = Parse(body, server.Options.MaxChoices);
         server.CheckModel(request.Model);
         // Validate with OpenAI's names before anything runs.
-        var generation = model.Client.CreateGenerationOptions(request.Options);
+        GenerationOptions generation;
+        try
+        {
+            generation = model.Client.CreateGenerationOptions(request.Options);
+        }
+        catch (Exception e) when (e is NotSupportedException or ArgumentException && request.Options.ResponseFormat is ChatResponseFormatJson)
+        {
+            // The response format's schema cannot be compiled (an unsupported keyword, an invalid or oversized schema).
+            throw OpenAIErrorException.BadRequest("'response_format.json_schema.schema': " + e.Message, "response_format");
+        }
         if (Json.Has(body, "max_completion_tokens") && !Json.Has(body, "max_tokens"))
             generation.Validate(p => p == nameof(GenerationOptions.MaxNewTokens) ? "max_completion_tokens" : OpenAIName(p));
         else
@@ -492,7 +501,7 @@ internal static class ChatCompletions
         throw OpenAIErrorException.BadRequest("'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": …}}.", "tool_choice");
     }
 
-    private static ChatResponseFormat? ReadResponseFormat(JsonObject body)
+    internal static ChatResponseFormat? ReadResponseFormat(JsonObject body)
     {
         if (Json.Object(body, "response_format") is not { } format) return null;
         string type = Json.String(format, "type", "response_format.type") ?? throw OpenAIErrorException.BadRequest("'response_format.type' is required.", "response_format.type");

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
+using Jamba.Inference.Chat;
 using Jamba.Inference.Engine;
 using Jamba.Inference.Generation;
 using Jamba.Inference.Tokenization;
@@ -183,6 +184,20 @@ internal static class Completions
             for (int i = 0; i < stopIds.Count; i++)
                 g.StopTokenIds.Add(stopIds[i] is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.GetValue<double>() is var d && d == Math.Floor(d) && d >= 0 && d < int.MaxValue
                     ? (int)d : throw OpenAIErrorException.BadRequest($"'stop_token_ids[{i}]' must be a token id.", $"stop_token_ids[{i}]"));
+        try
+        {
+            // OpenAI's response_format (json_object / json_schema) or vLLM's guided_json constrain the completion.
+            if (Json.Has(body, "guided_json") && body["guided_json"] is JsonNode guided)
+                g.Constraint = guided is JsonValue gv && gv.GetValueKind() == JsonValueKind.String
+                    ? JsonConstraint.FromSchema(gv.GetValue<string>())
+                    : JsonConstraint.FromSchema(JsonSerializer.Deserialize<JsonElement>(guided.ToJsonString()));
+            else g.Constraint = ChatGenerationSettings.ResponseConstraint(ChatCompletions.ReadResponseFormat(body));
+        }
+        catch (Exception e) when (e is NotSupportedException or ArgumentException)
+        {
+            string param = Json.Has(body, "guided_json") ? "guided_json" : "response_format";
+            throw OpenAIErrorException.BadRequest($"'{param}': " + e.Message, param);
+        }
         if (Json.Int32(body, "logprobs") is { } lp)
         {
             if (lp is < 0 or > 20) throw OpenAIErrorException.BadRequest($"'logprobs' must be between 0 and 20; found {lp}.", "logprobs");

@@ -18,6 +18,9 @@ public static class RepositoryPaths
     /// <summary>The output folder's <c>TestData</c>: the test tokenizer (<c>tokenizer.model</c>, <c>tokenizer_config.json</c>).</summary>
     public static string TokenizerTestData => Path.Combine(AppContext.BaseDirectory, "TestData");
 
+    /// <summary>The model the repository ships (<c>models/jamba-moby-tiny</c>: a trained tiny checkpoint with Jamba's template).</summary>
+    public static string ShippedModel => Path.Combine(Root, "models", "jamba-moby-tiny");
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

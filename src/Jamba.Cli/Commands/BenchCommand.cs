@@ -83,6 +83,10 @@ internal sealed class BenchSettings : ModelSettings
     [Description("Also run every prefill/decode row with every hand-written CPU kernel off (the tensor path a GPU runs), alternating with the kernel path run by run, and report the ratio.")]
     public bool DevicePath { get; set; }
 
+    [CommandOption("--json-constraint")]
+    [Description("Also measure JSON-schema constrained decoding: the mask cost per token (cold and cached) on a synthetic 65,536-token vocabulary and on the model's, and constrained vs unconstrained decode tok/s at 1 and 16 streams.")]
+    public bool JsonConstraint { get; set; }
+
     [CommandOption("--json")]
     [Description("Print one JSON object.")]
     public bool Json { get; set; }
@@ -129,7 +133,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         ProcessMemory.ResetPeak(); // the peak covers loading and the runs, not the creation of a preset checkpoint
         var engineOptions = new EngineOptions
         {
-            MaxConcurrentSequences = Math.Max(1, streamCounts.DefaultIfEmpty(1).Max()),
+            MaxConcurrentSequences = Math.Max(settings.JsonConstraint ? 16 : 1, streamCounts.DefaultIfEmpty(1).Max()),
             PrefillChunkTokens = settings.PrefillChunk,
             SoloPrefillChunkTokens = settings.SoloPrefillChunk,
             PrefixCacheBytes = 0, // every measurement prefills for real
@@ -151,6 +155,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         DecodeProfile? profile = null;
         double? bandwidth = null;
         ContextRow? contextRow = null;
+        ConstraintRow? constraintRow = null;
 
         async Task Measure(Action<string> status)
         {
@@ -222,6 +227,8 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                     bandwidth = Math.Max(bandwidth ?? 0, await Task.Run(MeasureBandwidth, cancellationToken).ConfigureAwait(false));
                 }
             }
+            if (settings.JsonConstraint)
+                constraintRow = await RunConstraint(handle, settings, Prompt, Options, status, cancellationToken).ConfigureAwait(false);
             if (settings.SnapshotTtft > 0)
             {
                 status($"Snapshot TTFT, {settings.SnapshotTtft}-token prefix");
@@ -305,6 +312,19 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                 ["memory_read_bytes_per_second"] = JsonOutput.Number(bandwidth, 0),
                 ["decode_bound_tokens_per_second"] = JsonOutput.Number(decodeBound, 2),
                 ["profiled_step_fraction_of_bound"] = JsonOutput.Number(profile is null ? null : 1000 / profile.StepMilliseconds / decodeBound, 3),
+                ["json_constraint"] = constraintRow is null ? null : new JsonObject
+                {
+                    ["schema"] = JsonNode.Parse(BenchSchema),
+                    ["mask_synthetic_vocab"] = Timing(constraintRow.Synthetic),
+                    ["mask_model_vocab"] = constraintRow.Model is null ? null : Timing(constraintRow.Model),
+                    ["decode"] = new JsonArray(constraintRow.Decode.Select(d => (JsonNode)new JsonObject
+                    {
+                        ["streams"] = d.Streams,
+                        ["unconstrained_tokens_per_second"] = JsonOutput.Number(d.Unconstrained, 2),
+                        ["constrained_tokens_per_second"] = JsonOutput.Number(d.Constrained, 2),
+                        ["ratio"] = JsonOutput.Number(d.Constrained / d.Unconstrained, 3),
+                    }).ToArray()),
+                },
                 ["rss_after_load_bytes"] = rssAfterLoad,
                 ["peak_rss_bytes"] = peak,
             };
@@ -349,8 +369,73 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         }
         if (snapshotRow is { } snap)
             io.Console.MarkupLine(Markup.Escape($"TTFT after a {snap.PrefixTokens}-token prefix: cold {snap.ColdTtft * 1000:0.0} ms, from snapshot {snap.SnapshotTtft * 1000:0.0} ms ({snap.ColdTtft / snap.SnapshotTtft:0.0}×; snapshot {ModelArithmetic.FormatBytes(snap.SnapshotBytes)}, made in {snap.CreateSeconds:0.00} s)"));
+        if (constraintRow is { } jc)
+        {
+            string T(ConstraintMaskTiming t) => $"{t.VocabularySize:N0}-token vocabulary: {t.ColdMicroseconds:0.0} µs/token cold, {t.CachedMicroseconds:0.0} µs/token cached ({t.Steps} steps)";
+            io.Console.MarkupLine(Markup.Escape("JSON constraint masks: " + T(jc.Synthetic) + (jc.Model is { } mt ? "; model " + T(mt) : "; the model has no tokenizer")));
+            foreach (var d in jc.Decode)
+                io.Console.MarkupLine(Markup.Escape($"JSON-constrained decode, {d.Streams} stream(s): {d.Constrained:0.0} tok/s vs {d.Unconstrained:0.0} unconstrained ({d.Constrained / d.Unconstrained:P1})"));
+        }
         io.Console.MarkupLine(Markup.Escape($"Memory on {handle.Device}: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));
         return ExitCodes.Success;
+    }
+
+    private sealed record ConstraintDecodeRow(int Streams, double Unconstrained, double Constrained);
+    private sealed record ConstraintRow(ConstraintMaskTiming Synthetic, ConstraintMaskTiming? Model, IReadOnlyList<ConstraintDecodeRow> Decode);
+
+    /// <summary>The schema of the constrained runs: a long array of objects (strings, an integer range, enums) that cannot
+    /// finish within the new tokens, so every stream decodes all of them (the item count is part of the matcher state, so
+    /// this is a hard case for the mask cache).</summary>
+    internal const string BenchSchema = """
+        {"type":"array","minItems":64,"items":{"type":"object","properties":{"name":{"type":"string"},"note":{"type":"string"},
+         "count":{"type":"integer","minimum":0,"maximum":1000},"tags":{"type":"array","items":{"enum":["red","green","blue"]}}},
+         "required":["name","note","count"],"additionalProperties":false}}
+        """;
+
+    private const string BenchSample = """[{"name":"Ishmael","note":"Call me Ishmael. Some years ago — never mind how long precisely","count":12,"tags":["red","blue"]},{"name":"Queequeg","note":"a harpooneer \u00e9 \"quoted\"","count":999,"tags":[]},{"name":"Ahab","note":"","count":0}""" + """,{"name":"Starbuck","note":"the chief mate of the Pequod, a native of Nantucket","count":7}""";
+
+    private static JsonObject Timing(ConstraintMaskTiming t) => new()
+    {
+        ["vocabulary"] = t.VocabularySize,
+        ["steps"] = t.Steps,
+        ["cold_us_per_token"] = JsonOutput.Number(t.ColdMicroseconds, 2),
+        ["cached_us_per_token"] = JsonOutput.Number(t.CachedMicroseconds, 2),
+    };
+
+    private static async Task<ConstraintRow> RunConstraint(JambaModelHandle handle, BenchSettings settings, Func<int, int[]> prompt, Func<int, GenerationOptions> options,
+        Action<string> status, CancellationToken ct)
+    {
+        var constraint = Jamba.Inference.Generation.JsonConstraint.FromSchema(BenchSchema);
+        status("JSON constraint: masks on a synthetic 65,536-token vocabulary");
+        var synthetic = await Task.Run(() => JsonConstraintProbe.Measure(constraint, JsonConstraintProbe.SyntheticVocabulary(65536), BenchSample), ct).ConfigureAwait(false);
+        ConstraintMaskTiming? model = null;
+        var rows = new List<ConstraintDecodeRow>();
+        if (handle.Tokenizer is { } tokenizer)
+        {
+            status("JSON constraint: masks on the model's vocabulary");
+            model = await Task.Run(() => JsonConstraintProbe.Measure(constraint, tokenizer, BenchSample), ct).ConfigureAwait(false);
+            GenerationOptions Constrained(int n)
+            {
+                var o = options(n);
+                o.Constraint = constraint;
+                return o;
+            }
+            // Warm the mask cache once, as a served schema is after its first requests.
+            await RunStreams(handle, 4, settings.StreamPromptTokens, settings.NewTokens, prompt, Constrained, ct).ConfigureAwait(false);
+            foreach (int streams in new[] { 1, 16 })
+            {
+                var free = new List<double>();
+                var constrained = new List<double>();
+                for (int r = 0; r < Math.Max(3, settings.Runs); r++)
+                {
+                    status($"JSON constraint: {streams} stream(s), run {r + 1}");
+                    free.Add((await RunStreams(handle, streams, settings.StreamPromptTokens, settings.NewTokens, prompt, options, ct).ConfigureAwait(false)).AggregateTps);
+                    constrained.Add((await RunStreams(handle, streams, settings.StreamPromptTokens, settings.NewTokens, prompt, Constrained, ct).ConfigureAwait(false)).AggregateTps);
+                }
+                rows.Add(new ConstraintDecodeRow(streams, Median(free), Median(constrained)));
+            }
+        }
+        return new ConstraintRow(synthetic, model, rows);
     }
 
     private static async Task<GenerationOutcome> RunOne(JambaModelHandle handle, int[] prompt, GenerationOptions options, CancellationToken ct)

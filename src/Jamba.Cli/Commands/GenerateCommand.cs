@@ -35,10 +35,41 @@ internal sealed class GenerateSettings : SamplingSettings
     [Description("Print one JSON object (tokens, text, finish_reason, token counts, speeds) instead of streaming text.")]
     public bool Json { get; set; }
 
+    [CommandOption("--json-schema <FILE>")]
+    [Description("Constrain the output to one JSON value matching the JSON Schema in FILE (constrained decoding; unsupported keywords are an error).")]
+    public string? JsonSchema { get; set; }
+
+    [CommandOption("--json-object")]
+    [Description("Constrain the output to one JSON object (any keys and values).")]
+    public bool JsonObject { get; set; }
+
+    /// <summary>The constraint the flags ask for (the schema file compiled), or null.</summary>
+    /// <exception cref="UsageException">The file cannot be read or its schema cannot be compiled (names the flag).</exception>
+    public JsonConstraint? Constraint()
+    {
+        if (JsonObject) return Inference.Generation.JsonConstraint.AnyObject;
+        if (JsonSchema is null) return null;
+        string text;
+        try
+        {
+            var info = new FileInfo(JsonSchema);
+            if (!info.Exists) throw new UsageException($"--json-schema: the file '{JsonSchema}' does not exist.");
+            if (info.Length > Inference.Generation.JsonConstraint.MaxSchemaBytes) throw new UsageException($"--json-schema: '{JsonSchema}' is larger than {Inference.Generation.JsonConstraint.MaxSchemaBytes} bytes.");
+            text = File.ReadAllText(JsonSchema);
+        }
+        catch (IOException e) { throw new UsageException($"--json-schema: cannot read '{JsonSchema}': {e.Message}"); }
+        catch (UnauthorizedAccessException e) { throw new UsageException($"--json-schema: cannot read '{JsonSchema}': {e.Message}"); }
+        try { return Inference.Generation.JsonConstraint.FromSchema(text); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException) { throw new UsageException($"--json-schema: {e.Message}"); }
+    }
+
     public override ValidationResult Validate()
     {
         var result = base.Validate();
         if (!result.Successful) return result;
+        if (JsonObject && JsonSchema is not null) return ValidationResult.Error("pass --json-schema FILE or --json-object, not both.");
+        try { Constraint(); }
+        catch (UsageException ex) { return ValidationResult.Error(ex.Message); }
         if (Prompt is null == PromptIds is null) return ValidationResult.Error("pass exactly one of --prompt TEXT and --prompt-ids 1,2,3.");
         if (Chat && Prompt is null) return ValidationResult.Error("--chat needs --prompt TEXT.");
         if (System is not null && !Chat) return ValidationResult.Error("--system needs --chat.");
@@ -64,6 +95,8 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
         await using var _h = handle.ConfigureAwait(false);
 
         var options = settings.GenerationOptions();
+        options.Constraint = settings.Constraint();
+        if (options.Constraint is not null) RequireTokenizer(handle);
         IReadOnlyList<int> prompt;
         if (settings.PromptIds is not null)
         {
@@ -99,6 +132,7 @@ internal sealed class GenerateCommand(CliIO io) : AsyncCommand<GenerateSettings>
                 ["tokens"] = JsonOutput.Array(result.Tokens),
                 ["text"] = handle.Tokenizer is null ? null : result.Text,
                 ["finish_reason"] = result.FinishReason.ToString().ToLowerInvariant(),
+                ["constraint_incomplete"] = options.Constraint is null ? null : result.ConstraintIncomplete,
                 ["prompt_tokens"] = result.PromptTokens,
                 ["completion_tokens"] = result.CompletionTokens,
                 ["cached_prompt_tokens"] = result.CachedPromptTokens,
@@ -134,6 +168,9 @@ internal sealed record GenerationOutcome(
     IReadOnlyList<int> Tokens, string Text, FinishReason FinishReason, int PromptTokens, int CompletionTokens,
     int CachedPromptTokens, double PrefillSeconds, double DecodeSeconds)
 {
+    /// <summary>With a JSON constraint: the value was not finished (see <c>GenerationUpdate.ConstraintIncomplete</c>).</summary>
+    public bool ConstraintIncomplete { get; init; }
+
     public double? PrefillTokensPerSecond => PrefillSeconds > 0 ? (PromptTokens - CachedPromptTokens) / PrefillSeconds : null;
 
     /// <summary>Tokens after the first over the time from the first to the last.</summary>
@@ -215,7 +252,10 @@ internal static class Generation
             var usage = last?.Usage ?? new GenerationUsage(prompt.Count, tokens.Count);
             int cached = snapshot is null ? usage.CachedPromptTokens : 0;
             return new GenerationOutcome(tokens, text.ToString(), last?.FinishReason ?? FinishReason.Length, usage.PromptTokens, usage.CompletionTokens,
-                cached, (last?.PrefillSeconds ?? 0) + snapshotSeconds, last?.DecodeSeconds ?? 0);
+                cached, (last?.PrefillSeconds ?? 0) + snapshotSeconds, last?.DecodeSeconds ?? 0)
+            {
+                ConstraintIncomplete = last?.ConstraintIncomplete ?? false,
+            };
         }
         finally
         {

@@ -25,9 +25,33 @@ public static class ChatGenerationSettings
     public const string TopLogProbsKey = "top_logprobs";
 
     /// <summary>
+    /// The constraint of a response format: <see cref="ChatResponseFormat.Json"/> without a schema is any JSON object,
+    /// <see cref="ChatResponseFormat.ForJsonSchema(JsonElement, string?, string?)"/> its compiled schema; text or null is none.
+    /// </summary>
+    /// <param name="format">The response format.</param>
+    /// <exception cref="ArgumentException">The schema is not valid.</exception>
+    /// <exception cref="NotSupportedException">The schema uses a keyword constrained decoding does not implement (names it).</exception>
+    public static JsonConstraint? ResponseConstraint(ChatResponseFormat? format) => format switch
+    {
+        ChatResponseFormatJson { Schema: { } schema } => JsonConstraint.FromSchema(Unwrap(schema)),
+        ChatResponseFormatJson => JsonConstraint.AnyObject,
+        _ => null,
+    };
+
+    /// <summary>OpenAI's whole <c>response_format</c> object (<c>{"type":"json_schema","json_schema":{"schema":…}}</c>, what
+    /// Semantic Kernel's chat bridge passes on as the schema) stands for its schema; "json_schema" is no JSON Schema type,
+    /// so this never changes a real schema.</summary>
+    internal static JsonElement Unwrap(JsonElement schema) =>
+        schema.ValueKind == JsonValueKind.Object && schema.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "json_schema"
+        && schema.TryGetProperty("json_schema", out var js) && js.ValueKind == JsonValueKind.Object && js.TryGetProperty("schema", out var inner)
+            ? inner
+            : schema;
+
+    /// <summary>
     /// <paramref name="defaults"/> (copied) overridden by every setting <paramref name="options"/> has: <c>MaxOutputTokens</c>,
     /// <c>Temperature</c>, <c>TopP</c>, <c>TopK</c>, <c>Seed</c>, <c>PresencePenalty</c>, <c>FrequencyPenalty</c>,
-    /// <c>StopSequences</c> (added to the defaults'), and <c>min_p</c> / <c>repetition_penalty</c> / <c>logprobs</c> / <c>top_logprobs</c> in
+    /// <c>StopSequences</c> (added to the defaults'), <c>ResponseFormat</c> (JSON: <see cref="GenerationOptions.Constraint"/>, see
+    /// <see cref="ResponseConstraint"/>), and <c>min_p</c> / <c>repetition_penalty</c> / <c>logprobs</c> / <c>top_logprobs</c> in
     /// <see cref="ChatOptions.AdditionalProperties"/>. Neither argument is changed; the result is not validated (the engine
     /// validates every request, and a connector may validate first with its own setting names).
     /// </summary>
@@ -48,6 +72,7 @@ public static class ChatGenerationSettings
         if (options.StopSequences is { Count: > 0 } stops)
             foreach (var s in stops)
                 if (!string.IsNullOrEmpty(s) && !g.StopSequences.Contains(s)) g.StopSequences.Add(s);
+        g.Constraint = ResponseConstraint(options.ResponseFormat) ?? g.Constraint;
         if (options.AdditionalProperties is { } props)
         {
             if (TryGetNumber(props, MinPKey, out double minP)) g.MinP = (float)minP;

@@ -27,7 +27,10 @@ internal delegate IAsyncEnumerable<GenerationUpdate> ChatGenerator(string prompt
 /// Cancelling the token stops the generation within one engine step and throws <see cref="OperationCanceledException"/>.</para>
 /// <para><see cref="ChatOptions"/> are only read: <c>Temperature</c> (0 = greedy), <c>TopP</c>, <c>TopK</c>,
 /// <c>MaxOutputTokens</c>, <c>Seed</c>, <c>PresencePenalty</c>, <c>FrequencyPenalty</c>, <c>StopSequences</c>,
-/// <c>Instructions</c>, <c>Tools</c>/<c>ToolMode</c>, <c>ResponseFormat</c> (JSON mode through the template's knobs), and
+/// <c>Instructions</c>, <c>Tools</c>/<c>ToolMode</c>, <c>ResponseFormat</c> (JSON mode through the template's knobs, the schema in the
+/// system message, and constrained decoding: <see cref="ChatResponseFormat.Json"/> gives any JSON object,
+/// <see cref="ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonElement, string?, string?)"/> a value of the schema, so that
+/// <c>GetResponseAsync&lt;T&gt;()</c> works; not applied to a turn that offers callable tools), and
 /// in <c>AdditionalProperties</c>: <c>min_p</c>, <c>repetition_penalty</c>, <c>logprobs</c>, <c>top_logprobs</c>, <c>documents</c>, <c>chat_template_kwargs</c>.
 /// Every streamed update carries the engine's <see cref="GenerationUpdate"/> it came from as <see cref="ChatResponseUpdate.RawRepresentation"/>
 /// (with <c>logprobs</c>, one update per generated token, some with no contents).
@@ -202,6 +205,9 @@ public sealed class JambaChatClient : IChatClient
         // the tools but never calls them); a call to a function that was not offered is returned as text.
         var offered = OfferedFunctions(options);
         var format = offered.Count > 0 ? backend.Format : ToolCallFormat.None;
+        // A response format constrains the answer; while the model may still call an offered tool, the turn is not
+        // constrained (the JSON mode and the schema are in the prompt), so the constraint applies to final answers only.
+        if (format != ToolCallFormat.None) generation.Constraint = null;
         var parser = new ChatOutputParser(format, prompt.StartsInReasoning, _logger, citations);
         var control = ControlTokens(backend, format, prompt.StartsInReasoning || backend.Formatter.Template.Source.Contains("<think>", StringComparison.Ordinal), citations);
         int toolCalls = 0;

@@ -92,6 +92,16 @@ public sealed class JambaChatFormatter
     {
         ArgumentNullException.ThrowIfNull(messages);
         var templateMessages = ToTemplateMessages(messages, options?.Instructions);
+        if (SchemaInstructions(options?.ResponseFormat) is { } schemaText)
+        {
+            // The template's JSON mode asks to follow "any schema given": the schema goes into the system message.
+            if (templateMessages.Count > 0 && templateMessages[0] is JsonObject sys && (string?)sys["role"] == "system")
+            {
+                string existing = sys["content"] is JsonValue v && v.TryGetValue<string>(out var t) ? t : "";
+                sys["content"] = existing.Length == 0 ? schemaText : existing + "\n\n" + schemaText;
+            }
+            else templateMessages.Insert(0, new JsonObject { ["role"] = "system", ["content"] = schemaText });
+        }
         var tools = ToTemplateTools(options);
         var (documentNodes, documentList) = ReadDocumentNodes(options);
         JsonNode? documents = null;
@@ -174,6 +184,19 @@ public sealed class JambaChatFormatter
         if (citation is not null) knobs["citation_mode"] = citation;
         if (json) knobs["response_format"] = "json_object";
         return knobs;
+    }
+
+    /// <summary>The text that gives the model a <see cref="ChatResponseFormat.ForJsonSchema(JsonElement, string?, string?)"/> schema
+    /// (with its name and description), or null without one.</summary>
+    internal static string? SchemaInstructions(ChatResponseFormat? format)
+    {
+        if (format is not ChatResponseFormatJson { Schema: { } schema } json) return null;
+        var sb = new System.Text.StringBuilder("Respond with one JSON value");
+        if (!string.IsNullOrEmpty(json.SchemaName)) sb.Append(" (").Append(json.SchemaName).Append(')');
+        sb.Append(" that matches this JSON schema");
+        if (!string.IsNullOrEmpty(json.SchemaDescription)) sb.Append(" — ").Append(json.SchemaDescription);
+        sb.Append(":\n").Append(schema.GetRawText());
+        return sb.ToString();
     }
 
     /// <summary>The request's documents as <see cref="JambaDocument"/>s.</summary>

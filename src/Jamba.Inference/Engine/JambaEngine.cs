@@ -120,7 +120,10 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
             text.Append(update.Text);
             last = update;
         }
-        return new GenerationResult(tokens, text.ToString(), last!.FinishReason!.Value, last.Usage!, last.PrefillSeconds ?? 0, last.DecodeSeconds ?? 0);
+        return new GenerationResult(tokens, text.ToString(), last!.FinishReason!.Value, last.Usage!, last.PrefillSeconds ?? 0, last.DecodeSeconds ?? 0)
+        {
+            ConstraintIncomplete = last.ConstraintIncomplete,
+        };
     }
 
     /// <summary>Prefills <paramref name="tokens"/> once into a reusable <see cref="ContextSnapshot"/> (owned by the caller).</summary>
@@ -652,7 +655,11 @@ public sealed class JambaEngine : IDisposable, IAsyncDisposable
 /// <param name="Usage">Token counts.</param>
 /// <param name="PrefillSeconds">Time to prefill the prompt.</param>
 /// <param name="DecodeSeconds">Time from the first to the last token.</param>
-public sealed record GenerationResult(IReadOnlyList<int> Tokens, string Text, FinishReason FinishReason, GenerationUsage Usage, double PrefillSeconds, double DecodeSeconds);
+public sealed record GenerationResult(IReadOnlyList<int> Tokens, string Text, FinishReason FinishReason, GenerationUsage Usage, double PrefillSeconds, double DecodeSeconds)
+{
+    /// <summary>With <see cref="GenerationOptions.Constraint"/>: the JSON value was not finished (see <see cref="GenerationUpdate.ConstraintIncomplete"/>).</summary>
+    public bool ConstraintIncomplete { get; init; }
+}
 
 /// <summary>The log-likelihood of a target continuation (see <see cref="JambaEngine.ScoreAsync"/>).</summary>
 /// <param name="LogLikelihood">Sum of the natural-log probabilities of the target tokens.</param>

@@ -51,6 +51,18 @@ public sealed class GenerationOptions
     /// <summary>Keep special tokens (e.g. <c>&lt;tool_calls&gt;</c>) in the text. Default true: the chat layer needs them.</summary>
     public bool IncludeSpecialTokensInText { get; set; } = true;
 
+    /// <summary>
+    /// Constrains the output to one JSON value (a JSON Schema, or any value/object; see <see cref="JsonConstraint"/>), or
+    /// null (default) for free text. Tokens that cannot continue a valid value are masked before sampling, so every
+    /// sampling setting still applies among the allowed ones; EOS and <see cref="StopTokenIds"/> are allowed only once the
+    /// value may end, and the sequence ends (<see cref="FinishReason.Stop"/>) as soon as the value is complete. Near
+    /// <see cref="MaxNewTokens"/> only tokens after which the value can still be closed in the tokens left are allowed; a
+    /// value that cannot be finished ends with <see cref="FinishReason.Length"/> and
+    /// <see cref="GenerationUpdate.ConstraintIncomplete"/> set. <see cref="StopSequences"/> are not matched while a
+    /// constraint is set (the value decides the end); <see cref="IgnoreEos"/> does not keep a finished value going.
+    /// </summary>
+    public JsonConstraint? Constraint { get; set; }
+
     /// <summary>Whether decoding is greedy.</summary>
     public bool IsGreedy => Temperature == 0f || TopK == 1;
 
@@ -146,6 +158,10 @@ public sealed record GenerationUpdate
     public FinishReason? FinishReason { get; init; }
     /// <summary>Set on the last update.</summary>
     public GenerationUsage? Usage { get; init; }
+    /// <summary>On the last update of a constrained generation (<see cref="GenerationOptions.Constraint"/>): true when the
+    /// JSON value was not finished (the token or context budget ran out, or the caller cancelled), so the text is not a
+    /// valid value; false otherwise.</summary>
+    public bool ConstraintIncomplete { get; init; }
     /// <summary>Seconds spent prefilling the prompt (last update only).</summary>
     public double? PrefillSeconds { get; init; }
     /// <summary>Seconds from the first to the last generated token (last update only).</summary>

@@ -24,6 +24,7 @@ public sealed class GenerationSequence
     private readonly StreamingDetokenizer? _detokenizer;
     private readonly StopSequenceMatcher _stops;
     private readonly int _maxContextTokens;
+    private readonly JsonConstraintState? _constraint;
     private long _firstTokenTicks;
 
     /// <summary>Creates the state of a sequence continuing <paramref name="promptTokens"/>.</summary>
@@ -48,8 +49,14 @@ public sealed class GenerationSequence
         CachedPromptTokens = cachedPromptTokens;
         _sampler = new LogitsSampler(_options, promptTokens);
         _detokenizer = detokenizer;
-        _stops = new StopSequenceMatcher(_options.StopSequences);
         _maxContextTokens = maxContextTokens;
+        if (_options.Constraint is { } constraint)
+        {
+            if (detokenizer is null) throw new ArgumentException("A constrained generation (Constraint) needs the model's tokenizer.", nameof(detokenizer));
+            _constraint = new JsonConstraintState(constraint, ConstraintVocabulary.For(detokenizer.Table));
+            _stops = new StopSequenceMatcher([]);
+        }
+        else _stops = new StopSequenceMatcher(_options.StopSequences);
     }
 
     /// <summary>The options in force (a private copy).</summary>
@@ -79,7 +86,15 @@ public sealed class GenerationSequence
         if (IsFinished) throw new InvalidOperationException("The sequence has finished; it takes no more logits.");
         if (contextLength >= _maxContextTokens) return Finish(Generation.FinishReason.Length);
         float[]? raw = _options.LogProbs ? logits.ToArray() : null;
+        if (_constraint is not null)
+        {
+            // Tokens left after this one, by the token budget and by the context.
+            int budget = Math.Min(_options.MaxNewTokens - Generated - 1, _maxContextTokens - contextLength - 1);
+            if (!_constraint.Apply(logits, budget, _eos, _options.StopTokenIds)) return Finish(Generation.FinishReason.Length);
+        }
         int token = _sampler.Sample(logits);
+        if (_constraint is not null && !_constraint.Allowed(token) && !(_constraint.IsAccepting && IsStopToken(token)))
+            token = LogitsSampler.ArgMax(logits); // a draw can only land outside the mask through rounding
         _sampler.Accept(token);
         if (Generated == 0) _firstTokenTicks = Stopwatch.GetTimestamp();
         Generated++;
@@ -87,7 +102,16 @@ public sealed class GenerationSequence
         float? logProb = null;
         IReadOnlyList<TokenLogProb>? top = null;
         if (raw is not null) (logProb, top) = LogitsSampler.LogProbs(raw, token, _options.TopLogProbs);
-        if (!_options.IgnoreEos && (_eos.Contains(token) || _options.StopTokenIds.Contains(token)))
+        if (_constraint is not null)
+        {
+            if (_constraint.IsAccepting && IsStopToken(token)) return Finish(Generation.FinishReason.Stop, token, logProb, top);
+            _constraint.Advance(token);
+            string part = _detokenizer!.Append(token);
+            if (_constraint.IsComplete) return Finish(Generation.FinishReason.Stop, token, logProb, top, part);
+            if (Generated >= _options.MaxNewTokens) return Finish(Generation.FinishReason.Length, token, logProb, top, part);
+            return new GenerationUpdate { TokenId = token, Text = part, LogProb = logProb, TopLogProbs = top };
+        }
+        if (!_options.IgnoreEos && IsStopToken(token))
             return Finish(Generation.FinishReason.Stop, token, logProb, top);
         string text = _detokenizer?.Append(token) ?? "";
         string released = _stops.Push(text);
@@ -95,6 +119,11 @@ public sealed class GenerationSequence
         if (Generated >= _options.MaxNewTokens) return Finish(Generation.FinishReason.Length, token, logProb, top, released);
         return new GenerationUpdate { TokenId = token, Text = released, LogProb = logProb, TopLogProbs = top };
     }
+
+    private bool IsStopToken(int token) => _eos.Contains(token) || _options.StopTokenIds.Contains(token);
+
+    /// <summary>Whether the constrained value is finished (or may end here); null without a constraint.</summary>
+    public bool? ConstraintSatisfied => _constraint?.IsAccepting;
 
     /// <summary>Ends the sequence now (the caller cancelled, or the engine stops) and returns its final update.</summary>
     /// <param name="reason">Why; <see cref="Generation.FinishReason.Cancelled"/> drops held-back text.</param>
@@ -123,6 +152,7 @@ public sealed class GenerationSequence
             TopLogProbs = top,
             FinishReason = reason,
             Usage = new GenerationUsage(PromptTokens, Generated, CachedPromptTokens),
+            ConstraintIncomplete = _constraint is not null && !_constraint.IsAccepting,
             PrefillSeconds = PrefillSeconds,
             DecodeSeconds = decodeSeconds,
         };

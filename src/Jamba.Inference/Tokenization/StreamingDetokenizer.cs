@@ -74,6 +74,9 @@ public sealed class StreamingDetokenizer
         _stripLeft = _table.Decoder.StripStart;
     }
 
+    /// <summary>The tokenizer's per-id decoding data (constrained decoding reads the token bytes from it).</summary>
+    internal TokenDecodeTable Table => _table;
+
     /// <summary>Number of ids appended so far (including skipped ones).</summary>
     public int TokenCount { get; private set; }
 

@@ -164,6 +164,11 @@ internal sealed class StepSettings
                 [Jamba.Inference.Chat.ChatGenerationSettings.RepetitionPenaltyKey] = g.RepetitionPenalty,
             },
         };
+        if (Options.JsonSchema is { } schema)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(schema);
+            options.ResponseFormat = Microsoft.Extensions.AI.ChatResponseFormat.ForJsonSchema(doc.RootElement.Clone());
+        }
         var response = await remote.Chat.GetResponseAsync(messages, options, cancellationToken).ConfigureAwait(false);
         return new RowResult
         {
