@@ -110,10 +110,10 @@ public static class SelectiveScan
         {
             // Zero steps at the end: Δ = 0 decays nothing and adds nothing, so the state leaves the span unchanged by them.
             long extra = padded - s;
-            x = nn.functional.pad(x, [0, 0, 0, extra]);
-            dt = nn.functional.pad(dt, [0, 0, 0, extra]);
-            b = nn.functional.pad(b, [0, 0, 0, extra]);
-            c = nn.functional.pad(c, [0, 0, 0, extra]);
+            x = PadSteps(x, extra);
+            dt = PadSteps(dt, extra);
+            b = PadSteps(b, extra);
+            c = PadSteps(c, extra);
         }
         var dA = dt.unsqueeze(-1) * a;                                          // [B, P, D, N], ≤ 0
         var decay = dA.exp().view(batch, chunks, t, d, n);
@@ -134,6 +134,11 @@ public static class SelectiveScan
         h = h.MoveToOuterDisposeScope();
         return (padded == s ? y : y.narrow(1, 0, s)).MoveToOuterDisposeScope();
     }
+
+    /// <summary><paramref name="t"/> <c>[B, S, F]</c> followed by <paramref name="extra"/> zero steps, concatenated
+    /// (the padding function of TorchSharp would build a transient Scalar for its fill value).</summary>
+    private static Tensor PadSteps(Tensor t, long extra) =>
+        torch.cat([t, torch.zeros([t.shape[0], extra, t.shape[2]], t.dtype, t.device)], 1);
 
     /// <summary>The reference formulation in tensor ops (any device; differentiable, so training uses it).</summary>
     public static Tensor RunTensor(Tensor x, Tensor delta, Tensor a, Tensor bMat, Tensor cMat, Tensor dSkip, Tensor state)
