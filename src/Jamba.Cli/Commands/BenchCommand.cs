@@ -242,8 +242,8 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
             await Measure(_ => { }).ConfigureAwait(false);
 
         long? peak = ProcessMemory.Read("VmHWM");
-        long readPerToken = ModelArithmetic.ParametersReadPerToken(config) * elt;
-        long weightBytes = handle.ParameterCount * elt;
+        long readPerToken = handle.Model.WeightBytesReadPerToken;
+        long weightBytes = handle.Model.WeightBytes;
         long kvPerToken = ModelArithmetic.KvBytesPerToken(config, elt);
         int maxPrompt = promptLengths.Max();
         long cacheAtMax = ModelArithmetic.CacheBytes(config, maxPrompt + settings.NewTokens, elt);

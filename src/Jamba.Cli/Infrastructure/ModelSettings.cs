@@ -23,6 +23,11 @@ internal class ModelSettings : CommandSettings
     [DefaultValue("auto")]
     public string DType { get; set; } = "auto";
 
+    [CommandOption("--quantize <MODE>")]
+    [Description("Weight storage, quantized at load: none, int8 (every large projection: experts, MLPs, attention, Mamba in/x/out, an untied LM head) or int8-experts (the mixture-of-experts weights only).")]
+    [DefaultValue("none")]
+    public string Quantize { get; set; } = "none";
+
     [CommandOption("--threads <N>")]
     [Description("Intra-op CPU threads (torch.set_num_threads); default: TorchSharp's choice.")]
     public int? Threads { get; set; }
@@ -33,6 +38,7 @@ internal class ModelSettings : CommandSettings
         {
             Parsing.Device(Device);
             Parsing.DType(DType);
+            Parsing.Quantization(Quantize);
         }
         catch (UsageException ex)
         {
@@ -44,7 +50,7 @@ internal class ModelSettings : CommandSettings
 
     /// <summary>The model options of the flags; <c>--dtype auto</c> stays <see cref="ComputeDType.Auto"/>: the loader resolves it
     /// (once) and a command that loaded a model reports <c>JambaModelHandle.DType</c>, never a dtype of its own.</summary>
-    public ModelOptions ModelOptions() => new() { Device = Parsing.Device(Device), DType = Parsing.DType(DType) };
+    public ModelOptions ModelOptions() => new() { Device = Parsing.Device(Device), DType = Parsing.DType(DType), Quantization = Parsing.Quantization(Quantize) };
 
     /// <summary>What <c>--dtype</c> resolves to on <c>--device</c>, for a command that loads no weights (<c>info</c>): the
     /// same resolution the loader makes (<see cref="Inference.Modeling.ModelOptions.ResolveScalarType"/>).</summary>

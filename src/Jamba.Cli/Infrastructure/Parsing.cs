@@ -30,6 +30,15 @@ internal static class Parsing
         _ => throw new UsageException($"{option} must be auto, f32, bf16 or f16; found '{value}'."),
     };
 
+    /// <summary>Parses <c>none|int8|int8-experts</c>.</summary>
+    public static WeightQuantization Quantization(string? value, string option = "--quantize") => (value ?? "none").Trim().ToLowerInvariant() switch
+    {
+        "none" or "off" => WeightQuantization.None,
+        "int8" => WeightQuantization.Int8,
+        "int8-experts" => WeightQuantization.Int8Experts,
+        _ => throw new UsageException($"{option} must be none, int8 or int8-experts; found '{value}'."),
+    };
+
     /// <summary>Checks <c>cpu|cuda|cuda:N</c> and returns the normalised device string.</summary>
     public static string Device(string? value)
     {

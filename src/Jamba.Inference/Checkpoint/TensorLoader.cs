@@ -16,20 +16,43 @@ public static class TensorLoader
     public static void Load(SafetensorsCheckpoint checkpoint, IReadOnlyList<(string Source, Tensor Target)> plan,
         IProgress<LoadProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(plan);
+        Load(checkpoint, plan.Select(p => new TensorLoadItem(p.Source, p.Target)).ToList(), progress, cancellationToken);
+    }
+
+    /// <summary>Reads each item's <c>Source</c> tensor: into its <see cref="TensorLoadItem.Target"/>, or (without one) into a
+    /// temporary host tensor of the stored dtype handed to <see cref="TensorLoadItem.Consume"/> and freed right after
+    /// (a consumer that converts the tensor, e.g. quantizes it, so that only one such tensor exists at a time).</summary>
+    /// <exception cref="JambaCheckpointException">A tensor is of an unsupported dtype or of another shape than its target.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled between two tensors.</exception>
+    public static void Load(SafetensorsCheckpoint checkpoint, IReadOnlyList<TensorLoadItem> plan,
+        IProgress<LoadProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(plan);
         long total = plan.Sum(p => checkpoint.GetInfo(p.Source).ByteLength), done = 0;
         int count = 0;
         using var noGrad = torch.no_grad();
-        foreach (var (source, target) in plan)
+        foreach (var item in plan)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            string source = item.Source;
             var info = checkpoint.GetInfo(source);
             var file = checkpoint.FileOf(source);
-            if (!info.Shape.SequenceEqual(target.shape))
-                throw new JambaCheckpointException(file.Path, source,
-                    $"shape [{string.Join(", ", info.Shape)}] does not match the target's [{string.Join(", ", target.shape)}].");
-            CopyInto(file, info, target);
+            if (item.Target is { } target)
+            {
+                if (!info.Shape.SequenceEqual(target.shape))
+                    throw new JambaCheckpointException(file.Path, source,
+                        $"shape [{string.Join(", ", info.Shape)}] does not match the target's [{string.Join(", ", target.shape)}].");
+                CopyInto(file, info, target);
+            }
+            else
+            {
+                if (item.Consume is null) throw new ArgumentException($"Item '{source}' has neither a target nor a consumer.", nameof(plan));
+                using var staging = torch.empty(info.Shape, dtype: ToScalarType(file, info));
+                CopyInto(file, info, staging);
+                item.Consume(staging);
+            }
             done += info.ByteLength;
             progress?.Report(new LoadProgress(done, total, ++count, plan.Count, source));
         }
@@ -66,3 +89,10 @@ public static class TensorLoader
         }
     }
 }
+
+/// <summary>One tensor for <see cref="TensorLoader.Load(SafetensorsCheckpoint, IReadOnlyList{TensorLoadItem}, IProgress{LoadProgress}?, CancellationToken)"/>:
+/// copied into <paramref name="Target"/>, or, when that is null, read into a temporary and passed to <paramref name="Consume"/>.</summary>
+/// <param name="Source">The checkpoint's tensor name.</param>
+/// <param name="Target">The tensor to fill (same shape; the stored dtype is converted to its dtype).</param>
+/// <param name="Consume">Receives the tensor as stored (host, the checkpoint's dtype) when there is no target; it must not keep it.</param>
+public sealed record TensorLoadItem(string Source, Tensor? Target = null, Action<Tensor>? Consume = null);

@@ -109,7 +109,7 @@ public sealed class JambaModelRegistry
         (options.Engine ?? new EngineOptions()).Validate();
         string canonical = System.IO.Path.GetFullPath(path).TrimEnd(System.IO.Path.DirectorySeparatorChar);
         if (Directory.Exists(canonical)) canonical = new DirectoryInfo(canonical).ResolveLinkTarget(true)?.FullName ?? canonical;
-        var key = new Key(canonical, options.Model.Device, options.Model.ResolveScalarType());
+        var key = new Key(canonical, options.Model.Device, options.Model.ResolveScalarType(), options.Model.CpuKernels, options.Model.Quantization);
         while (true)
         {
             var lazy = _entries.GetOrAdd(key, k => new Lazy<Task<Entry>>(() => StartLoad(k, options, progress, cancellationToken)));
@@ -153,7 +153,7 @@ public sealed class JambaModelRegistry
     private Entry Load(Key key, ModelLoadOptions options, IProgress<LoadProgress>? progress, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _loads);
-        var modelOptions = new ModelOptions { Device = key.Device, DType = options.Model.DType, Trainable = false };
+        var modelOptions = new ModelOptions { Device = key.Device, DType = options.Model.DType, CpuKernels = key.CpuKernels, Quantization = key.Quantization, Trainable = false };
         var model = JambaForCausalLM.FromPretrained(key.Path, modelOptions, progress, cancellationToken);
         try
         {
@@ -168,7 +168,7 @@ public sealed class JambaModelRegistry
         }
     }
 
-    internal readonly record struct Key(string Path, string Device, torch.ScalarType DType);
+    internal readonly record struct Key(string Path, string Device, torch.ScalarType DType, bool? CpuKernels, WeightQuantization Quantization);
 
     internal sealed class Entry(JambaModelRegistry owner, Key key, JambaForCausalLM model, JambaTokenizer? tokenizer, JambaEngine engine)
     {

@@ -34,10 +34,10 @@ public sealed class JambaAttention : nn.Module
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = new Projection(config.HiddenSize, _heads * _headDim, false, ctx);
-        k_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx);
-        v_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx);
-        o_proj = new Projection(_heads * _headDim, config.HiddenSize, false, ctx);
+        q_proj = new Projection(config.HiddenSize, _heads * _headDim, false, ctx, quantizable: true);
+        k_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx, quantizable: true);
+        v_proj = new Projection(config.HiddenSize, _kvHeads * _headDim, false, ctx, quantizable: true);
+        o_proj = new Projection(_heads * _headDim, config.HiddenSize, false, ctx, quantizable: true);
         RegisterComponents();
     }
 

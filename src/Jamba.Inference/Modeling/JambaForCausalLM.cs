@@ -42,11 +42,12 @@ public sealed class JambaForCausalLM : nn.Module
         Device = options.TorchDevice;
         Trainable = options.Trainable;
         CpuKernels = options.CpuKernels;
-        var ctx = new ModelContext(Device, DType, options.Trainable);
+        Quantization = options.Quantization;
+        var ctx = new ModelContext(Device, DType, options.Trainable, options.Quantization);
         using (torch.no_grad())
         {
             model = new JambaModel(config, ctx);
-            if (!config.TieWordEmbeddings) lm_head = new Projection(config.HiddenSize, config.VocabSize, false, ctx);
+            if (!config.TieWordEmbeddings) lm_head = new Projection(config.HiddenSize, config.VocabSize, false, ctx, quantizable: true);
         }
         RegisterComponents();
     }
@@ -59,6 +60,8 @@ public sealed class JambaForCausalLM : nn.Module
     public Device Device { get; }
     /// <summary>Whether parameters take gradients (training); inference forwards otherwise run without autograd.</summary>
     public bool Trainable { get; }
+    /// <summary>How the large projections store their weights (<see cref="ModelOptions.Quantization"/>).</summary>
+    public WeightQuantization Quantization { get; }
     /// <summary>This model's CPU-kernel setting (<see cref="ModelOptions.CpuKernels"/>): null follows the process switch.</summary>
     public bool? CpuKernels { get; }
 
@@ -115,7 +118,7 @@ public sealed class JambaForCausalLM : nn.Module
             var last = hidden.narrow(1, hidden.shape[1] - 1, 1);
             hidden = torch.empty(last.shape, dtype: last.dtype, device: last.device).copy_(last);
         }
-        var logits = Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
+        var logits = lm_head is { Quantized: not null } ? lm_head.forward(hidden) : Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -137,4 +140,41 @@ public sealed class JambaForCausalLM : nn.Module
             return ParameterCount - inactive;
         }
     }
+
+    /// <summary>Bytes the weights hold: parameters in the compute dtype, int8 projections as their int8 data and fp32 scales.</summary>
+    public long WeightBytes
+    {
+        get
+        {
+            long bytes = parameters().Where(p => p.device_type != DeviceType.META).Sum(p => p.numel() * p.element_size());
+            return bytes + QuantizedProjections().Sum(q => q.Quantized!.Bytes);
+        }
+    }
+
+    /// <summary>Weight bytes one decoded token reads at batch 1: <see cref="WeightBytes"/> less the unchosen experts of each
+    /// MoE layer and, for an untied embedding, all of the embedding table but one row. It bounds decode speed by memory bandwidth.</summary>
+    public long WeightBytesReadPerToken
+    {
+        get
+        {
+            long total = WeightBytes;
+            foreach (var layer in model.layers)
+                if (layer.feed_forward is JambaSparseMoeBlock moe && moe.experts.Count > 0)
+                {
+                    long perExpert = ExpertBytes(moe.experts[0]);
+                    total -= (long)(moe.experts.Count - Config.NumExpertsPerTok) * perExpert;
+                }
+            if (!Config.TieWordEmbeddings)
+            {
+                var e = model.embed_tokens.weight;
+                total -= (e.shape[0] - 1) * e.shape[1] * e.element_size();
+            }
+            return total;
+        }
+    }
+
+    private static long ExpertBytes(JambaMlp expert) =>
+        new[] { expert.gate_proj, expert.up_proj, expert.down_proj }.Sum(p => p.Quantized?.Bytes ?? p.weight.numel() * p.weight.element_size());
+
+    private IEnumerable<Projection> QuantizedProjections() => modules().OfType<Projection>().Where(p => p.Quantized is not null);
 }

@@ -84,13 +84,13 @@ public sealed class JambaMambaMixer : nn.Module
         _dtRank = config.MambaDtRank;
         _dConv = config.MambaDConv;
         _act = config.HiddenAct;
-        in_proj = new Projection(config.HiddenSize, 2L * _dInner, config.MambaProjBias, ctx);
+        in_proj = new Projection(config.HiddenSize, 2L * _dInner, config.MambaProjBias, ctx, quantizable: true);
         conv1d = new DepthwiseConv1d(_dInner, _dConv, config.MambaConvBias, ctx);
-        x_proj = new Projection(_dInner, _dtRank + 2L * _dState, false, ctx);
+        x_proj = new Projection(_dInner, _dtRank + 2L * _dState, false, ctx, quantizable: true);
         dt_proj = new Projection(_dtRank, _dInner, true, ctx);
         A_log = ctx.NewParameter(_dInner, _dState);
         D = ctx.NewParameter(_dInner);
-        out_proj = new Projection(_dInner, config.HiddenSize, config.MambaProjBias, ctx);
+        out_proj = new Projection(_dInner, config.HiddenSize, config.MambaProjBias, ctx, quantizable: true);
         dt_layernorm = new RMSNorm(_dtRank, config.RmsNormEps, ctx);
         b_layernorm = new RMSNorm(_dState, config.RmsNormEps, ctx);
         c_layernorm = new RMSNorm(_dState, config.RmsNormEps, ctx);

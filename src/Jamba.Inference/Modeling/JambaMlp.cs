@@ -23,9 +23,9 @@ public sealed class JambaMlp : nn.Module<Tensor, Tensor>
     /// <summary>Creates the MLP.</summary>
     public JambaMlp(JambaConfig config, ModelContext ctx) : base(nameof(JambaMlp))
     {
-        gate_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx);
-        up_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx);
-        down_proj = new Projection(config.IntermediateSize, config.HiddenSize, false, ctx);
+        gate_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx, quantizable: true);
+        up_proj = new Projection(config.HiddenSize, config.IntermediateSize, false, ctx, quantizable: true);
+        down_proj = new Projection(config.IntermediateSize, config.HiddenSize, false, ctx, quantizable: true);
         _act = config.HiddenAct;
         RegisterComponents();
     }
@@ -36,6 +36,16 @@ public sealed class JambaMlp : nn.Module<Tensor, Tensor>
         gate_proj = new Projection(gate);
         up_proj = new Projection(up);
         down_proj = new Projection(down);
+        _act = config.HiddenAct;
+        RegisterComponents();
+    }
+
+    /// <summary>Creates an expert over the given projections (int8 slices of a block's stacked expert weights).</summary>
+    internal JambaMlp(JambaConfig config, Projection gate, Projection up, Projection down) : base(nameof(JambaMlp))
+    {
+        gate_proj = gate;
+        up_proj = up;
+        down_proj = down;
         _act = config.HiddenAct;
         RegisterComponents();
     }

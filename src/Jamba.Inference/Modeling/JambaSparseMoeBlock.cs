@@ -33,6 +33,17 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         {
             experts = new ModuleList<JambaMlp>(Enumerable.Range(0, config.NumExperts).Select(_ => new JambaMlp(config, ctx)).ToArray());
         }
+        else if (ctx.Quantization != WeightQuantization.None)
+        {
+            // int8 experts: three int8 stacks with their per-row scales; each expert's projections slice them and carry
+            // shape-only placeholders as their weight parameters.
+            long e = config.NumExperts, hidden = config.HiddenSize, inter = config.IntermediateSize;
+            _quantized = new QuantizedStacks(ctx.NewInt8Stack(e, inter, hidden), ctx.NewInt8Stack(e, inter, hidden), ctx.NewInt8Stack(e, hidden, inter));
+            experts = new ModuleList<JambaMlp>(Enumerable.Range(0, config.NumExperts).Select(i => new JambaMlp(config,
+                new Projection(ctx.NewPlaceholder(inter, hidden), _quantized.Gate.Slice(i)),
+                new Projection(ctx.NewPlaceholder(inter, hidden), _quantized.Up.Slice(i)),
+                new Projection(ctx.NewPlaceholder(hidden, inter), _quantized.Down.Slice(i)))).ToArray());
+        }
         else
         {
             long e = config.NumExperts, hidden = config.HiddenSize, inter = config.IntermediateSize;
@@ -60,6 +71,19 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
     }
 
     private readonly Stacks? _stacks;
+
+    /// <summary>int8 expert weights: <c>[E, out, in]</c> data and <c>[E, out]</c> scales per projection kind.</summary>
+    private sealed record QuantizedStacks(Int8Stack Gate, Int8Stack Up, Int8Stack Down) : IDisposable
+    {
+        public void Dispose()
+        {
+            Gate.Dispose();
+            Up.Dispose();
+            Down.Dispose();
+        }
+    }
+
+    private readonly QuantizedStacks? _quantized;
     private readonly string _act;
 
     /// <summary>On the device path, at most this many tokens are routed on the device (decode batches); longer inputs
@@ -69,7 +93,11 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _stacks?.Dispose();
+        if (disposing)
+        {
+            _stacks?.Dispose();
+            _quantized?.Dispose();
+        }
         base.Dispose(disposing);
     }
 
@@ -92,7 +120,7 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         AuxLossSink?.Invoke(probs, selected);
         weights = weights.to(input.dtype);
         long tokens = x.shape[0];
-        if (_stacks is not null && !x.requires_grad && (!CpuKernels.Enabled || x.device_type != DeviceType.CPU) && tokens <= DeviceRoutingMaxTokens)
+        if ((_stacks is not null || _quantized is not null) && !x.requires_grad && (!CpuKernels.Enabled || x.device_type != DeviceType.CPU) && tokens <= DeviceRoutingMaxTokens)
         {
             // The device path: no host read. A few tokens gather their chosen experts' weights (3·T·k expert-sized reads
             // and writes); more tokens run every expert on all of them with zero weight where unchosen (E reads).
@@ -137,12 +165,19 @@ public sealed class JambaSparseMoeBlock : nn.Module<Tensor, Tensor>
         long tokens = x.shape[0], hidden = x.shape[1];
         var index = selected.reshape(-1);                                       // [T·k]
         var rows = x.unsqueeze(1).expand(tokens, _topK, hidden).reshape(tokens * _topK, 1, hidden);
-        var gate = torch.bmm(rows, _stacks!.Gate.index_select(0, index).transpose(1, 2)); // [T·k, 1, I]
-        var up = torch.bmm(rows, _stacks.Up.index_select(0, index).transpose(1, 2));
+        var gate = torch.bmm(rows, Chosen(_stacks?.Gate, _quantized?.Gate, index, x.dtype).transpose(1, 2)); // [T·k, 1, I]
+        var up = torch.bmm(rows, Chosen(_stacks?.Up, _quantized?.Up, index, x.dtype).transpose(1, 2));
         var h = Activations.Apply(_act, gate) * up;
-        var y = torch.bmm(h, _stacks.Down.index_select(0, index).transpose(1, 2)).view(tokens, _topK, hidden);
+        var y = torch.bmm(h, Chosen(_stacks?.Down, _quantized?.Down, index, x.dtype).transpose(1, 2)).view(tokens, _topK, hidden);
         return (y * weights.unsqueeze(-1)).sum(1);
     }
+
+    /// <summary>The chosen experts' weights <c>[T·k, out, in]</c> in <paramref name="dtype"/>: gathered from the float stack, or
+    /// gathered from the int8 stack and dequantized on the device.</summary>
+    private static Tensor Chosen(Tensor? stack, Int8Stack? quantized, Tensor index, ScalarType dtype) =>
+        stack is not null
+            ? stack.index_select(0, index)
+            : (quantized!.Data.index_select(0, index).to(ScalarType.Float32) * quantized.Scale.index_select(0, index).unsqueeze(-1)).to(dtype);
 
     /// <summary><c>Σ_e w_e · expert_e(x)</c> over every expert, <c>w_e</c> zero where the expert was not chosen.</summary>
     private Tensor Dense(Tensor x, Tensor selected, Tensor weights)

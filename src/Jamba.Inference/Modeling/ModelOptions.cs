@@ -15,6 +15,20 @@ public enum ComputeDType
     Float16,
 }
 
+/// <summary>How the weights of the large projections are stored (quantized at load from the checkpoint's floats).</summary>
+public enum WeightQuantization
+{
+    /// <summary>As the compute dtype (the checkpoint's values, converted).</summary>
+    None,
+    /// <summary>The mixture-of-experts weights as symmetric per-output-channel int8 (most of a Jamba's bytes; what vLLM's
+    /// <c>experts_int8</c> does for Jamba); everything else in the compute dtype.</summary>
+    Int8Experts,
+    /// <summary>Every large projection as per-output-channel int8: the experts, dense MLPs, attention <c>q/k/v/o</c>, Mamba
+    /// <c>in_proj</c>/<c>x_proj</c>/<c>out_proj</c> and an untied LM head. The router, <c>dt_proj</c>, norms, convolutions and
+    /// the embedding stay in the compute dtype.</summary>
+    Int8,
+}
+
 /// <summary>Where and how a model runs.</summary>
 public sealed class ModelOptions
 {
@@ -43,6 +57,11 @@ public sealed class ModelOptions
     /// switch (<c>JAMBA_CPU_KERNELS=0</c>) is off; null (the default) follows the process switch
     /// (<see cref="Jamba.Inference.Kernels.CpuKernels.Enabled"/>). The kernels never run on other devices.</summary>
     public bool? CpuKernels { get; set; }
+
+    /// <summary>Weight storage (default <see cref="WeightQuantization.None"/>). int8 halves the bytes a bf16 decode reads per
+    /// token; decode-sized products run on int8 CPU kernels (AVX512-BW or AVX2), prefill-sized ones dequantize each weight
+    /// to the compute dtype for libtorch's GEMM. Not with <see cref="Trainable"/>.</summary>
+    public WeightQuantization Quantization { get; set; } = WeightQuantization.None;
 
     /// <summary>Create parameters that require gradients (training). Default false.</summary>
     public bool Trainable { get; set; }

@@ -17,9 +17,20 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
 #pragma warning restore IDE1006
 
     /// <summary>Creates the projection.</summary>
-    public Projection(long inFeatures, long outFeatures, bool hasBias, ModelContext ctx) : base(nameof(Projection))
+    public Projection(long inFeatures, long outFeatures, bool hasBias, ModelContext ctx) : this(inFeatures, outFeatures, hasBias, ctx, false)
     {
-        weight = ctx.NewParameter(outFeatures, inFeatures);
+    }
+
+    /// <summary>Creates the projection; a <paramref name="quantizable"/> one stores its weight as int8 when the context
+    /// quantizes every projection (<see cref="WeightQuantization.Int8"/>).</summary>
+    internal Projection(long inFeatures, long outFeatures, bool hasBias, ModelContext ctx, bool quantizable) : base(nameof(Projection))
+    {
+        if (quantizable && ctx.Quantization == WeightQuantization.Int8)
+        {
+            weight = ctx.NewPlaceholder(outFeatures, inFeatures);
+            Quantized = ctx.NewInt8Weight(outFeatures, inFeatures);
+        }
+        else weight = ctx.NewParameter(outFeatures, inFeatures);
         if (hasBias) bias = ctx.NewParameter(outFeatures);
         RegisterComponents();
     }
@@ -31,11 +42,37 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>A projection over an int8 weight owned elsewhere (an expert's slice of its block's int8 stacks);
+    /// <paramref name="placeholder"/> is its shape-only <c>weight</c>.</summary>
+    internal Projection(Parameter placeholder, Int8Weight quantized) : base(nameof(Projection))
+    {
+        weight = placeholder;
+        Quantized = quantized;
+        RegisterComponents();
+    }
+
+    /// <summary>The int8 weight when this projection is quantized; <see cref="weight"/> is then a shape-only placeholder
+    /// (on the <c>meta</c> device: it holds no memory and cannot be computed with).</summary>
+    internal Int8Weight? Quantized { get; }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        // Owned storage, or this expert's views of its block's stacks (the block frees the storage).
+        if (disposing && Quantized is { } q)
+        {
+            q.Data.Dispose();
+            q.Scale.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
     /// <summary>Output features.</summary>
     public long OutFeatures => weight.shape[0];
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor input) => Linear(input, weight, bias);
+    public override Tensor forward(Tensor input) =>
+        Quantized is { } q ? Int8Gemv.Linear(input, q, bias) : Linear(input, weight, bias);
 
     /// <summary><c>input · weightᵀ + bias</c>: decode-sized products on CPU through <see cref="DecodeGemv"/>, the rest through libtorch.</summary>
     internal static Tensor Linear(Tensor input, Tensor weight, Tensor? bias) =>
@@ -46,12 +83,42 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
 public sealed class ModelContext
 {
     /// <summary>Creates a context.</summary>
-    public ModelContext(Device device, ScalarType dtype, bool trainable)
+    public ModelContext(Device device, ScalarType dtype, bool trainable) : this(device, dtype, trainable, WeightQuantization.None)
     {
+    }
+
+    /// <summary>Creates a context whose large projections are stored as <paramref name="quantization"/> says.</summary>
+    /// <exception cref="ArgumentException">Quantized weights cannot be trained.</exception>
+    public ModelContext(Device device, ScalarType dtype, bool trainable, WeightQuantization quantization)
+    {
+        if (trainable && quantization != WeightQuantization.None)
+            throw new ArgumentException($"Quantization {quantization} cannot be combined with Trainable: int8 weights take no gradients.", nameof(quantization));
         Device = device;
         DType = dtype;
         Trainable = trainable;
+        Quantization = quantization;
     }
+
+    /// <summary>How large projections store their weights.</summary>
+    public WeightQuantization Quantization { get; }
+
+    /// <summary>A shape-only parameter (on the <c>meta</c> device, no memory) standing for a weight held in int8.</summary>
+    internal Parameter NewPlaceholder(params long[] shape)
+    {
+        using var data = torch.empty(shape, dtype: DType, device: new Device(DeviceType.META));
+        Interlocked.Increment(ref _parametersCreated);
+        return new Parameter(data, requires_grad: false);
+    }
+
+    /// <summary>Uninitialised int8 storage for <paramref name="count"/> stacked <c>[out, in]</c> weights on the model's device.</summary>
+    internal Int8Stack NewInt8Stack(long count, long outFeatures, long inFeatures) => new(
+        torch.empty([count, outFeatures, inFeatures], dtype: ScalarType.Int8, device: Device),
+        torch.empty([count, outFeatures], dtype: ScalarType.Float32, device: Device));
+
+    /// <summary>Uninitialised int8 storage for a <c>[out, in]</c> weight on the model's device.</summary>
+    internal Int8Weight NewInt8Weight(long outFeatures, long inFeatures) => new(
+        torch.empty([outFeatures, inFeatures], dtype: ScalarType.Int8, device: Device),
+        torch.empty([outFeatures], dtype: ScalarType.Float32, device: Device));
 
     /// <summary>Where parameters live.</summary>
     public Device Device { get; }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Jamba.Inference.Checkpoint;
 using Jamba.Inference.Config;
+using Jamba.Inference.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -26,8 +27,26 @@ public static partial class WeightLoader
     {
         var expected = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         var plan = Plan(model, checkpoint, expected);
-        TensorLoader.Load(checkpoint, plan.Select(p => (p.Source, (Tensor)expected[p.Target])).ToList(), progress, cancellationToken);
+        // int8 projections: their weight parameters are shape-only placeholders; each tensor is quantized as it is read.
+        var quantized = model.named_modules()
+            .Where(m => m.module is Projection { Quantized: not null })
+            .ToDictionary(m => m.name + ".weight", m => ((Projection)m.module).Quantized!, StringComparer.Ordinal);
+        TensorLoader.Load(checkpoint, plan.Select(p => quantized.TryGetValue(p.Target, out var q)
+            ? new TensorLoadItem(p.Source, Consume: t => QuantizeInto(checkpoint, p.Source, t, q))
+            : new TensorLoadItem(p.Source, expected[p.Target])).ToList(), progress, cancellationToken);
         foreach (var layer in model.model.layers) layer.mamba?.RefreshDerived();
+    }
+
+    private static void QuantizeInto(SafetensorsCheckpoint checkpoint, string name, Tensor source, Int8Weight target)
+    {
+        try
+        {
+            Int8Weight.Quantize(source, target.Data, target.Scale);
+        }
+        catch (ArgumentException e)
+        {
+            throw new JambaCheckpointException(checkpoint.FileOf(name).Path, name, $"cannot be quantized to int8: {e.Message}");
+        }
     }
 
     /// <summary>Pairs every checkpoint tensor with a parameter (checkpoint name, parameter name), checking names and shapes.</summary>
