@@ -128,8 +128,13 @@ cmd_prepare() {
     say "carrying the .NET runtime $fx from $dotnet_root"
     mkdir -p "$top/dotnet/shared" "$top/dotnet/host/fxr"
     cp "$dotnet_root/dotnet" "$top/dotnet/"
-    [[ -f $dotnet_root/LICENSE.txt ]] && cp "$dotnet_root/LICENSE.txt" "$dotnet_root/ThirdPartyNotices.txt" "$top/dotnet/" 2>/dev/null || true
-    cp -r "$dotnet_root/host/fxr/$(ls "$dotnet_root/host/fxr" | sort -V | tail -n1)" "$top/dotnet/host/fxr/"
+    local hostfxr f
+    for f in LICENSE.txt ThirdPartyNotices.txt; do
+        if [[ -f $dotnet_root/$f ]]; then cp "$dotnet_root/$f" "$top/dotnet/"; fi
+    done
+    hostfxr=$(find "$dotnet_root/host/fxr" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V | tail -n1)
+    [[ -n $hostfxr ]] || die "no host/fxr in $dotnet_root"
+    cp -r "$dotnet_root/host/fxr/$hostfxr" "$top/dotnet/host/fxr/"
     for name in Microsoft.NETCore.App Microsoft.AspNetCore.App; do
         mkdir -p "$top/dotnet/shared/$name"
         cp -r "$dotnet_root/shared/$name/$fx" "$top/dotnet/shared/$name/"
@@ -195,6 +200,7 @@ build_native() {
     mkdir -p "$dir/obj"
     local f failed=0
     : >"$dir/compile.log"
+    # shellcheck disable=SC2016 # the inner sh script expands its own arguments
     for f in "$dir"/src/LibTorchSharp/*.cpp "$dir"/src/LibTorchSharp/*.c; do
         [[ -f $f ]] && printf '%s\0' "$f"
     done | xargs -0 -P "$jobs" -I{} sh -c '
@@ -230,7 +236,7 @@ cmd_run() {
     mkdir -p "$work"
     local summary="$work/summary.txt"
     : >"$summary"
-    note() { echo "$*" | tee -a "$summary"; }
+    note() { echo "$*" >>"$summary"; } # the summary is printed (stdout) at the end; progress goes to stderr
 
     say "unpacking $archive into $work"
     tar -C "$work" -xJf "$archive"
@@ -239,7 +245,7 @@ cmd_run() {
     export DOTNET_ROOT="$top/dotnet" DOTNET_MULTILEVEL_LOOKUP=0 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
     "$dn" --info >"$work/dotnet-info.txt" 2>&1 || { cat "$work/dotnet-info.txt" >&2; die "the carried runtime does not start ($dn --info)"; }
     note "== Jamba.NET GPU check ($(date -u +%FT%TZ), $(hostname))"
-    sed 's/^/   /' "$top/MANIFEST" | tee -a "$summary"
+    sed 's/^/   /' "$top/MANIFEST" >>"$summary"
     note "   carried runtime: $(grep -m1 -E '^ *Version:' "$work/dotnet-info.txt" | awk '{print $2}') ($dn)"
 
     local tests_dir="$top/repo/tests/Jamba.Inference.Tests" cli_dir="$top/repo/cli"
@@ -256,7 +262,7 @@ cmd_run() {
     else
         device=cuda
         command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this is not an NVIDIA GPU machine (use --cpu-smoke to check the rest)"
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/   GPU: /' | tee -a "$summary"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/   GPU: /' >>"$summary"
         local torch_info
         torch_info=$("$py" - <<'EOF'
 import os, torch, torch.utils
@@ -291,24 +297,26 @@ EOF
 
     local status=0
     if ((!skip_tests)); then
-        local classes=(${GPU_CHECK_TEST_CLASSES:-GoldenTests GenerationTests DevicePathTests})
+        local classes
+        read -r -a classes <<<"${GPU_CHECK_TEST_CLASSES:-GoldenTests GenerationTests DevicePathTests}"
         local filters=()
         for c in "${classes[@]}"; do filters+=(--class "Jamba.Inference.Tests.$c"); done
         note "-- tests: ${classes[*]} with JAMBA_TEST_DEVICE=$device (the CPU-kernel rows run on the CPU, the device path on $device)"
         local log="$work/tests.log"
+        say "running the tests (log: $log)"
         set +e
         (cd "$tests_dir" && JAMBA_TEST_DEVICE=$device "$dn" exec --depsfile Jamba.Inference.Tests.deps.json \
             --runtimeconfig Jamba.Inference.Tests.runtimeconfig.json Jamba.TestRunner.dll Jamba.Inference.Tests.dll "${filters[@]}") >"$log" 2>&1
         local rc=$?
         set -e
-        grep -E '^(PASS|FAIL|SKIP|ERROR) ' "$log" | sed 's/^/   /' | tee -a "$summary" >/dev/null
+        grep -E '^(PASS|FAIL|SKIP|ERROR) ' "$log" | sed 's/^/   /' >>"$summary"
         local fp32_pass fp32_fail bf16_pass bf16_fail
         fp32_pass=$(grep -E '^PASS ' "$log" | grep -v -c 'Bf16' || true)
         fp32_fail=$(grep -E '^FAIL ' "$log" | grep -v -c 'Bf16' || true)
         bf16_pass=$(grep -E '^PASS ' "$log" | grep -c 'Bf16' || true)
         bf16_fail=$(grep -E '^FAIL ' "$log" | grep -c 'Bf16' || true)
         note "   fp32: $fp32_pass passed, $fp32_fail failed; bf16: $bf16_pass passed, $bf16_fail failed"
-        grep -E 'largest \|Δlogit\|' "$log" | sed 's/^ */   /' | sort -u | tee -a "$summary" >/dev/null || true
+        grep -E 'largest \|Δlogit\|' "$log" | sed 's/^ */   /' | sort -u >>"$summary" || true
         note "   $(grep -E '^Jamba.TestRunner: .* passed' "$log" || echo "runner exit code $rc: see $log")"
         if ((rc != 0)); then
             grep -E -A4 '^FAIL ' "$log" | head -n 60 >&2 || tail -n 40 "$log" >&2
@@ -319,6 +327,7 @@ EOF
     if ((!skip_bench)); then
         note "-- bench: jamba bench --preset bench --device $device ${GPU_CHECK_BENCH_ARGS:-}"
         local blog="$work/bench.log" smi_log="$work/nvidia-smi.csv" smi_pid=""
+        say "running the bench (log: $blog)"
         if [[ $device == cuda ]]; then
             nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader,nounits -lms 250 >"$smi_log" 2>/dev/null &
             smi_pid=$!
@@ -329,20 +338,18 @@ EOF
         local brc=$?
         set -e
         [[ -n $smi_pid ]] && { kill "$smi_pid" 2>/dev/null || true; wait "$smi_pid" 2>/dev/null || true; }
-        sed 's/^/   /' "$blog" | tee -a "$summary" >/dev/null
+        sed 's/^/   /' "$blog" >>"$summary"
         if [[ -s $smi_log ]]; then
             note "   device memory (nvidia-smi, sampled every 250 ms during the bench): peak $(awk -F', *' '$1 > m { m = $1; t = $2 } END { print m " MiB of " t " MiB" }' "$smi_log")"
         fi
         if [[ $device == cuda ]]; then
-            nvidia-smi --query-gpu=memory.used,memory.total --format=csv | sed 's/^/   after: /' | tee -a "$summary" >/dev/null
+            nvidia-smi --query-gpu=memory.used,memory.total --format=csv | sed 's/^/   after: /' >>"$summary"
         fi
         ((brc == 0)) || { tail -n 30 "$blog" >&2; note "   bench failed with exit code $brc"; status=1; }
     fi
 
-    echo
     cat "$summary"
-    echo
-    say "summary: $summary (logs beside it)"
+    say "summary: $summary (logs beside it); $( ((status == 0)) && echo "all passed" || echo "FAILURES above")"
     return $status
 }
 
