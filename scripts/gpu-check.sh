@@ -161,14 +161,14 @@ cmd_prepare() {
 # run (the GPU machine; --cpu-smoke: here)
 # ---------------------------------------------------------------------------------------------------------------------------
 
-# Builds libLibTorchSharp.so from TorchSharp's src/Native ($1) in $2 against the PyTorch whose cmake prefix is $3 and
-# libraries are in $4 ($5: 1 for the C++11 ABI; $6: jobs) and prints its path. First TorchSharp's own CMakeLists (with
+# Builds libLibTorchSharp.so from TorchSharp's src/Native ($1) in $2 against the PyTorch whose cmake prefix is $3, libraries
+# are in $4 and headers in $7 ($5: 1 for the C++11 ABI; $6: jobs) and prints its path. First TorchSharp's own CMakeLists (with
 # -Werror dropped: a newer compiler than TorchSharp's CI warns about libtorch's headers); when that cannot configure (a CUDA
 # PyTorch's TorchConfig.cmake insists on a CUDA toolkit, which pip installs do not have), the same sources and flags compiled
 # directly against the CPU headers and libraries: TorchSharp's released libLibTorchSharp.so is such a CPU build (it needs
 # libtorch, libtorch_cpu and libc10 only) and runs on CUDA because TorchSharp loads libtorch_cuda itself.
 build_native() {
-    local sources=$1 dir=$2 cmake_prefix=$3 libdir=$4 abi=$5 jobs=$6
+    local sources=$1 dir=$2 cmake_prefix=$3 libdir=$4 abi=$5 jobs=$6 inc=$7
     rm -rf "$dir"
     mkdir -p "$dir/src" "$dir/build"
     cp -r "$sources/." "$dir/src/"
@@ -190,13 +190,11 @@ build_native() {
     else
         warn "cmake not found; compiling directly"
     fi
-    local inc
-    inc=$(dirname "$libdir")/include
     [[ -f $inc/torch/torch.h || -f $inc/torch/csrc/api/include/torch/torch.h ]] || { echo "no libtorch headers under $inc" >&2; return 1; }
     say "compiling libLibTorchSharp.so directly against $inc ($jobs jobs)"
     local flags=(-O2 -DNDEBUG -fPIC -fvisibility=hidden -fstack-protector-strong -Wno-unused-local-typedef
         "-D_GLIBCXX_USE_CXX11_ABI=$abi" -D__LINUX__ -D_NO_ASYNCRTIMP -D_NO_PPLXIMP
-        -I"$dir/src" -I"$dir/src/LibTorchSharp" -isystem "$inc" -isystem "$inc/torch/csrc/api/include")
+        -I"$dir/src" -I"$dir/src/LibTorchSharp" -I"$inc" -I"$inc/torch/csrc/api/include")
     mkdir -p "$dir/obj"
     local f failed=0
     : >"$dir/compile.log"
@@ -268,14 +266,15 @@ cmd_run() {
 import os, torch, torch.utils
 print(torch.__version__)
 print(os.path.join(os.path.dirname(torch.__file__), "lib"))
+print(os.path.join(os.path.dirname(torch.__file__), "include"))
 print(torch.utils.cmake_prefix_path)
 print(torch.version.cuda or "")
 print(int(torch.cuda.is_available()))
 print(int(torch.compiled_with_cxx11_abi()))
 EOF
 ) || die "$py cannot import torch: PyTorch must be installed for $py (or set PYTHON)"
-        local torch_version torch_cuda cuda_ok cxx11
-        { read -r torch_version; read -r libtorch_dir; read -r cmake_prefix; read -r torch_cuda; read -r cuda_ok; read -r cxx11; } <<<"$torch_info"
+        local torch_version torch_include cmake_prefix torch_cuda cuda_ok cxx11
+        { read -r torch_version; read -r libtorch_dir; read -r torch_include; read -r cmake_prefix; read -r torch_cuda; read -r cuda_ok; read -r cxx11; } <<<"$torch_info"
         note "   PyTorch $torch_version (CUDA ${torch_cuda:-none}) at $libtorch_dir"
         [[ $cuda_ok == 1 ]] || die "torch.cuda.is_available() is False for PyTorch $torch_version: no usable CUDA device or a CPU-only build"
         [[ ${torch_version%%+*} == "$LIBTORCH_VERSION" ]] \
@@ -283,7 +282,7 @@ EOF
         [[ $cxx11 == 1 ]] || warn "this PyTorch uses the pre-C++11 ABI (_GLIBCXX_USE_CXX11_ABI=0); TorchSharp's CMakeLists forces 1, so the cmake build may fail to link (the direct compile follows PyTorch)"
         command -v c++ >/dev/null || die "no C++ compiler (c++) found (needed to build libLibTorchSharp.so)"
         local t0=$SECONDS
-        native_lib=$(build_native "$top/torchsharp/src/Native" "$work/torchsharp-build" "$cmake_prefix" "$libtorch_dir" "$cxx11" "$jobs") \
+        native_lib=$(build_native "$top/torchsharp/src/Native" "$work/torchsharp-build" "$cmake_prefix" "$libtorch_dir" "$cxx11" "$jobs" "$torch_include") \
             || die "could not build libLibTorchSharp.so (logs: $work/torchsharp-build/*.log)"
         note "   built $native_lib in $((SECONDS - t0)) s"
     fi
