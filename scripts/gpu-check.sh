@@ -66,7 +66,7 @@ publish() {
         -p:GenerateDocumentationFile=false -p:DebugType=none -o "$out" -nologo -v:q >&2 \
         || die "dotnet publish $project failed"
     # libtorch-cpu-linux-x64's natives (libtorch_cpu.so alone is 440 MiB) and TorchSharp's prebuilt libLibTorchSharp.so: the
-    # host only warns about nothing when a native asset of deps.json is absent, so removing them is safe.
+    # host does not require the native assets that deps.json lists to exist (the apps start without them: run --cpu-smoke).
     find "$out" -maxdepth 1 -type f \( -name 'libtorch*.so*' -o -name 'libc10*.so*' -o -name 'libgomp*.so*' \
         -o -name 'libshm.so' -o -name 'libLibTorchSharp.so' -o -name 'libaoti_custom_ops.so' -o -name 'libbackend_with_compiler.so' \
         -o -name 'libjitbackend_test.so' -o -name 'libnnapi_backend.so' -o -name '*.dbg' -o -name '*.pdb' -o -name '*.xml' \) -delete
