@@ -45,7 +45,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
                 using var scope = NewDisposeScope();
                 int n = Math.Min(chunk, prompt.Length - start);
                 var logits = model.Forward(Ids([prompt[start..(start + n)]]), null, cache, LogitPositions.All); // [1, n, V]
-                for (int t = 0; t < n; t++) rows.Add(logits[0, t].data<float>().ToArray());
+                for (int t = 0; t < n; t++) rows.Add(logits[0, t].cpu().data<float>().ToArray());
             }
             Assert.Equal(prompt.Length, cache.Length);
             for (int t = 0; t < prompt.Length; t++)
@@ -77,7 +77,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
             using (var scope = NewDisposeScope())
             {
                 var logits = model.Forward(Ids(batch.InputIds), batch.HasPadding ? Ids(batch.AttentionMask) : null, cache, LogitPositions.Last);
-                lastRows = Enumerable.Range(0, batch.BatchSize).Select(b => logits[b, 0].data<float>().ToArray()).ToArray();
+                lastRows = Enumerable.Range(0, batch.BatchSize).Select(b => logits[b, 0].cpu().data<float>().ToArray()).ToArray();
             }
             var produced = batch.InputIds.Select(_ => new List<long>()).ToArray();
             for (int step = 0; step < fx.MaxNewTokens; step++)
@@ -97,7 +97,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
                 var next = Ids(produced.Select(p => new[] { p[^1] }).ToArray());
                 Tensor? m = batch.HasPadding ? Ids(mask.Select(r => r.ToArray()).ToArray()) : null;
                 var logits = model.Forward(next, m, cache, LogitPositions.Last);
-                lastRows = Enumerable.Range(0, batch.BatchSize).Select(b => logits[b, 0].data<float>().ToArray()).ToArray();
+                lastRows = Enumerable.Range(0, batch.BatchSize).Select(b => logits[b, 0].cpu().data<float>().ToArray()).ToArray();
             }
             for (int b = 0; b < batch.BatchSize; b++)
                 Assert.True(batch.GreedyNewTokens[b].SequenceEqual(produced[b]), $"{fx.Name} {name} row {b}: greedy [{string.Join(",", produced[b])}] != [{string.Join(",", batch.GreedyNewTokens[b])}]");
@@ -119,7 +119,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
             for (int b = 0; b < prompts.Length; b++)
             {
                 using var scope = NewDisposeScope();
-                last[b] = model.Forward(Ids([prompts[b]]), null, caches[b], LogitPositions.Last).data<float>().ToArray();
+                last[b] = model.Forward(Ids([prompts[b]]), null, caches[b], LogitPositions.Last).cpu().data<float>().ToArray();
             }
             var produced = prompts.Select(_ => new List<long>()).ToArray();
             for (int step = 0; step < fx.MaxNewTokens; step++)
@@ -127,7 +127,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
                 for (int b = 0; b < prompts.Length; b++) produced[b].Add(LogitsSampler.ArgMax(last[b]));
                 using var scope = NewDisposeScope();
                 var logits = model.Forward(Ids(produced.Select(p => new[] { p[^1] }).ToArray()), null, new CacheBatch(caches), LogitPositions.Last);
-                for (int b = 0; b < prompts.Length; b++) last[b] = logits[b, 0].data<float>().ToArray();
+                for (int b = 0; b < prompts.Length; b++) last[b] = logits[b, 0].cpu().data<float>().ToArray();
             }
             for (int b = 0; b < prompts.Length; b++)
                 Assert.True(fx.Batch2.GreedyNewTokens[b].SequenceEqual(produced[b]), $"{fx.Name} ragged row {b}: [{string.Join(",", produced[b])}] != [{string.Join(",", fx.Batch2.GreedyNewTokens[b])}]");
@@ -241,7 +241,7 @@ public sealed class GenerationTests(ITestOutputHelper output)
         {
             produced.Add(LogitsSampler.ArgMax(lastLogits));
             using var scope = NewDisposeScope();
-            lastLogits = model.Forward(Ids([[produced[^1]]]), null, cache, LogitPositions.Last).data<float>().ToArray();
+            lastLogits = model.Forward(Ids([[produced[^1]]]), null, cache, LogitPositions.Last).cpu().data<float>().ToArray();
         }
         return produced;
     }

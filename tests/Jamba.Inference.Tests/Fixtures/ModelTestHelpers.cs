@@ -39,9 +39,15 @@ internal static class ModelTestHelpers
     public static JambaForCausalLM LoadFp32(string folder) =>
         JambaForCausalLM.FromPretrained(folder, new ModelOptions { DType = ComputeDType.Float32 });
 
-    /// <summary>Loads the fixture in fp32 for the given forward path (<see cref="ModelOptions.CpuKernels"/>).</summary>
+    /// <summary>Loads the fixture in fp32 for the given forward path (<see cref="ModelOptions.CpuKernels"/>): the CPU kernels on the
+    /// CPU, the device path on <see cref="TestDevice.Name"/> (<c>JAMBA_TEST_DEVICE</c>, default <c>cpu</c>).</summary>
     public static JambaForCausalLM LoadFp32(string folder, ForwardPath path) =>
-        JambaForCausalLM.FromPretrained(folder, new ModelOptions { DType = ComputeDType.Float32, CpuKernels = path == ForwardPath.CpuKernels ? null : false });
+        JambaForCausalLM.FromPretrained(folder, new ModelOptions
+        {
+            DType = ComputeDType.Float32,
+            CpuKernels = path == ForwardPath.CpuKernels ? null : false,
+            Device = path == ForwardPath.Device ? TestDevice.Name : "cpu",
+        });
 
     /// <summary>Copies layer outputs (fp64, CPU) and router choices of one forward.</summary>
     public sealed class Recorder : IForwardObserver, IDisposable

@@ -49,13 +49,13 @@ public sealed class GoldenTests(ITestOutputHelper output)
                 string where = $"{fx.Name} {batchName} row {b}";
                 var rowLogits = logits[b];
                 // last_logits: the whole vocabulary at the last position.
-                var last = rowLogits[batch.Length - 1].data<float>().ToArray();
+                var last = rowLogits[batch.Length - 1].cpu().data<float>().ToArray();
                 worst = Math.Max(worst, AssertClose(seq.LastLogits, last, LogitTol, $"{where} last_logits"));
                 for (int t = 0; t < batch.Length; t++)
                 {
                     if (seq.LogitsFirst8[t] is not { } first8) continue;
                     var row = rowLogits[t];
-                    var got = row.narrow(0, 0, 8).data<float>().ToArray();
+                    var got = row.narrow(0, 0, 8).cpu().data<float>().ToArray();
                     worst = Math.Max(worst, AssertClose(first8, got, LogitTol, $"{where} logits_first8[{t}]"));
                     long argmax = row.argmax().item<long>();
                     Assert.True(seq.Argmax[t] == argmax, $"{where} argmax[{t}]: expected {seq.Argmax[t]}, got {argmax}");
@@ -148,13 +148,13 @@ public sealed class GoldenTests(ITestOutputHelper output)
     public void Bf16ComputeStaysCloseToTheReference(ModelFixtureName fixtureName)
     {
         var fx = ModelFixture.Load(fixtureName.Path);
-        using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.BFloat16 });
+        using var model = JambaForCausalLM.FromPretrained(fx.Folder, new ModelOptions { DType = ComputeDType.BFloat16, Device = TestDevice.Name });
         using var scope = NewDisposeScope();
         var ids = Ids(fx.Batch1.InputIds);
         // chunked through a cache, so the bf16 scan, conv window and attention kernels all run
         using var cache = model.CreateCache(1);
         model.Forward(ids.narrow(1, 0, ids.shape[1] / 2), null, cache, LogitPositions.Last);
-        var last = model.Forward(ids.narrow(1, ids.shape[1] / 2, ids.shape[1] - ids.shape[1] / 2), null, cache, LogitPositions.Last).data<float>().ToArray();
+        var last = model.Forward(ids.narrow(1, ids.shape[1] / 2, ids.shape[1] - ids.shape[1] / 2), null, cache, LogitPositions.Last).cpu().data<float>().ToArray();
         double worst = AssertClose(fx.Batch1.Sequences[0].LastLogits, last, 0.25, $"{fx.Name} bf16 last_logits");
         output.WriteLine($"{fx.Name}: bf16 largest |Δlogit| = {worst:E3}");
     }
