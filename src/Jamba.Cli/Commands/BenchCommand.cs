@@ -256,6 +256,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
                 ["model"] = handle.Path,
                 ["preset"] = settings.Preset?.ToLowerInvariant(),
                 ["dtype"] = Parsing.ShortName(handle.DType),
+                ["quantization"] = handle.Model.Quantization.ToString(),
                 ["device"] = handle.Device,
                 ["threads"] = torch.get_num_threads(),
                 ["parameters"] = handle.ParameterCount,
@@ -334,7 +335,7 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
 
         static string F(double? v, string format = "0.0") => v is { } x && double.IsFinite(x) ? x.ToString(format, CultureInfo.InvariantCulture) : "–";
         var border = io.Interactive ? TableBorder.Rounded : TableBorder.Ascii;
-        io.Console.MarkupLine(Markup.Escape($"{handle.ModelId}: {ModelArithmetic.FormatCount(handle.ParameterCount)} parameters ({ModelArithmetic.FormatCount(handle.ActiveParameterCount)} active), {Parsing.ShortName(handle.DType)} on {handle.Device}, {torch.get_num_threads()} threads; loaded in {loadSeconds:0.00} s"));
+        io.Console.MarkupLine(Markup.Escape($"{handle.ModelId}: {ModelArithmetic.FormatCount(handle.ParameterCount)} parameters ({ModelArithmetic.FormatCount(handle.ActiveParameterCount)} active), {Parsing.ShortName(handle.DType)}{Quantized(handle)} on {handle.Device}, {torch.get_num_threads()} threads; loaded in {loadSeconds:0.00} s"));
         var prefill = new Table().Border(border).Title("Prefill and decode (batch 1)")
             .AddColumn(new TableColumn("prompt tokens").RightAligned()).AddColumn(new TableColumn("prefill s").RightAligned())
             .AddColumn(new TableColumn("prefill tok/s").RightAligned()).AddColumn(new TableColumn($"decode tok/s ({settings.NewTokens} new)").RightAligned());
@@ -379,6 +380,13 @@ internal sealed class BenchCommand(CliIO io) : AsyncCommand<BenchSettings>
         io.Console.MarkupLine(Markup.Escape($"Memory on {handle.Device}: weights {ModelArithmetic.FormatBytes(weightBytes)}, {ModelArithmetic.FormatBytes(readPerToken)} read per decoded token, K/V {ModelArithmetic.FormatBytes(kvPerToken)} per token, cache {ModelArithmetic.FormatBytes(cacheAtMax)} at {maxPrompt + settings.NewTokens} tokens; RSS after load {ModelArithmetic.FormatBytes(rssAfterLoad)}, peak RSS {(peak is { } pk ? ModelArithmetic.FormatBytes(pk) : "n/a")}"));
         return ExitCodes.Success;
     }
+
+    private static string Quantized(JambaModelHandle handle) => handle.Model.Quantization switch
+    {
+        WeightQuantization.Int8 => " with int8 weights",
+        WeightQuantization.Int8Experts => " with int8 experts",
+        _ => "",
+    };
 
     private sealed record ConstraintDecodeRow(int Streams, double Unconstrained, double Constrained);
     private sealed record ConstraintRow(ConstraintMaskTiming Synthetic, ConstraintMaskTiming? Model, IReadOnlyList<ConstraintDecodeRow> Decode);

@@ -127,8 +127,10 @@ internal sealed record Int8Stack(Tensor Data, Tensor Scale) : IDisposable
 /// </summary>
 internal static class Int8Gemv
 {
-    /// <summary>Most rows (positions × batch) handled here; more are prefill GEMMs (dequantized, then libtorch).</summary>
-    public const long MaxRows = DecodeGemv.MaxRows;
+    /// <summary>Most rows (positions × batch) handled here: a batched decode step of up to 64 sequences reads each weight once
+    /// for all of them; more rows are prefill GEMMs (the weight dequantized for the call, then libtorch), where that one
+    /// conversion is amortised over enough rows.</summary>
+    public const long MaxRows = 64;
 
     private const int KBlock = 4096;
     private const long FarPrefetchBytes = 24 << 10;
@@ -200,6 +202,11 @@ internal static class Int8Gemv
     private static unsafe void Block(short* x, float* sx, int rows, int k, nint pq, nint ps, nint pb, bool halfBias, nint py, bool half, int outFeatures, int start, int end)
     {
         int farBlocks = (int)Math.Max(2, (FarPrefetchBytes + 4L * k - 1) / (4L * k));
+        // More than two input rows (a batched decode step): each K-block of four weight rows is widened to int16 once into
+        // this L1-sized scratch and then read by every row, instead of being widened again for each pair of rows.
+        bool widenOnce = rows > 2 && Avx512BW.IsSupported;
+        short* scratch = stackalloc short[widenOnce ? 4 * KBlock : 1];
+        float* sums = stackalloc float[widenOnce ? 4 * rows : 1];
         int n = start;
         for (; n + 4 <= end; n += 4)
         {
@@ -208,6 +215,52 @@ internal static class Int8Gemv
             // computed (short row streams that the hardware prefetcher alone does not ramp up on in time).
             byte* next = (byte*)(w3 + k), far = (byte*)w0 + farBlocks * 4L * k;
             bool prefetch = Sse.IsSupported && n + 8 <= end, prefetchFar = Sse.IsSupported && n + 4 * (farBlocks + 1) <= end;
+            if (widenOnce)
+            {
+                new Span<float>(sums, 4 * rows).Clear();
+                short* s0 = scratch, s1 = s0 + KBlock, s2 = s1 + KBlock, s3 = s2 + KBlock;
+                for (int kb = 0; kb < k; kb += KBlock)
+                {
+                    int len = Math.Min(k, kb + KBlock) - kb;
+                    for (int i = 0; i < len; i += 32)
+                    {
+                        if (prefetch) { Sse.Prefetch0(next + 4L * (kb + i)); Sse.Prefetch0(next + 4L * (kb + i) + 64); }
+                        if (prefetchFar) { Sse.Prefetch1(far + 4L * (kb + i)); Sse.Prefetch1(far + 4L * (kb + i) + 64); }
+                        Avx512BW.ConvertToVector512Int16(Vector256.Load(w0 + kb + i)).Store(s0 + i);
+                        Avx512BW.ConvertToVector512Int16(Vector256.Load(w1 + kb + i)).Store(s1 + i);
+                        Avx512BW.ConvertToVector512Int16(Vector256.Load(w2 + kb + i)).Store(s2 + i);
+                        Avx512BW.ConvertToVector512Int16(Vector256.Load(w3 + kb + i)).Store(s3 + i);
+                    }
+                    for (int r0 = 0; r0 < rows; r0 += 2)
+                    {
+                        bool two = r0 + 1 < rows;
+                        short* xa = x + (long)r0 * k + kb, xb = two ? xa + k : xa;
+                        Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+                        for (int i = 0; i < len; i += 32)
+                        {
+                            var v0 = Vector512.Load(s0 + i);
+                            var v1 = Vector512.Load(s1 + i);
+                            var v2 = Vector512.Load(s2 + i);
+                            var v3 = Vector512.Load(s3 + i);
+                            var xv = Vector512.Load(xa + i);
+                            var yv = Vector512.Load(xb + i);
+                            c0 = Avx512F.Add(c0, Avx512BW.MultiplyAddAdjacent(v0, xv));
+                            c1 = Avx512F.Add(c1, Avx512BW.MultiplyAddAdjacent(v1, xv));
+                            c2 = Avx512F.Add(c2, Avx512BW.MultiplyAddAdjacent(v2, xv));
+                            c3 = Avx512F.Add(c3, Avx512BW.MultiplyAddAdjacent(v3, xv));
+                            d0 = Avx512F.Add(d0, Avx512BW.MultiplyAddAdjacent(v0, yv));
+                            d1 = Avx512F.Add(d1, Avx512BW.MultiplyAddAdjacent(v1, yv));
+                            d2 = Avx512F.Add(d2, Avx512BW.MultiplyAddAdjacent(v2, yv));
+                            d3 = Avx512F.Add(d3, Avx512BW.MultiplyAddAdjacent(v3, yv));
+                        }
+                        float* ar = sums + 4 * r0;
+                        ar[0] += Sum(c0); ar[1] += Sum(c1); ar[2] += Sum(c2); ar[3] += Sum(c3);
+                        if (two) { ar[4] += Sum(d0); ar[5] += Sum(d1); ar[6] += Sum(d2); ar[7] += Sum(d3); }
+                    }
+                }
+                for (int r = 0; r < rows; r++) Store(r, n, sums[4 * r], sums[4 * r + 1], sums[4 * r + 2], sums[4 * r + 3]);
+                continue;
+            }
             for (int r0 = 0; r0 < rows; r0 += 2)
             {
                 bool first = r0 == 0;

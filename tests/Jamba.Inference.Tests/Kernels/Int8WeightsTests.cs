@@ -60,6 +60,7 @@ public sealed class Int8WeightsTests(ITestOutputHelper output)
     [InlineData(96, 2048, 1, false, true)]
     [InlineData(4099, 1024, 3, true, true)]
     [InlineData(1030, 512, 8, true, true)]
+    [InlineData(520, 256, 64, true, true)]    // the most rows the kernel takes (a 64-sequence decode batch)
     [InlineData(260, 8192, 2, false, true)]   // several K-blocks of int32 accumulation
     [InlineData(36, 64, 5, true, false)]
     [InlineData(4099, 1024, 1, false, false)]
@@ -88,11 +89,13 @@ public sealed class Int8WeightsTests(ITestOutputHelper output)
             Assert.True(Math.Abs(a[i] - exact[i]) <= tolerance, $"element {i}: {a[i]} vs {exact[i]} (±{tolerance})");
         }
         // The general entry point agrees: the kernel for decode rows, the dequantized GEMM for prefill rows.
-        var big = torch.randn([1, 20, inFeatures], generator: gen).to(dtype);
+        var big = torch.randn([1, 80, inFeatures], generator: gen).to(dtype);
         Assert.False(Int8Gemv.Applies(big, q));
         var gemm = Int8Gemv.Linear(big, q, b).to(ScalarType.Float32);
         var reference = nn.functional.linear(big.to(ScalarType.Float32), q.Dequantize(ScalarType.Float32), b?.to(ScalarType.Float32));
-        Assert.True((gemm - reference).abs().max().item<float>() <= (bf16 ? 0.05f : 1e-3f));
+        // bf16: the dequantized weight and the activations are bf16-rounded (2⁻⁹ relative each) before libtorch's GEMM.
+        float worst = (gemm - reference).abs().max().item<float>(), scale = reference.abs().max().item<float>();
+        Assert.True(worst <= (bf16 ? 0.02f * scale + 0.02f : 1e-3f), $"dequantized GEMM: max |Δ| {worst} at max |y| {scale}");
     }
 
     [Fact]
