@@ -24,7 +24,7 @@ internal class ModelSettings : CommandSettings
     public string DType { get; set; } = "auto";
 
     [CommandOption("--quantize <MODE>")]
-    [Description("Weight storage, quantized at load: none, int8 (every large projection: experts, MLPs, attention, Mamba in/x/out, an untied LM head) or int8-experts (the mixture-of-experts weights only).")]
+    [Description("Weight storage, quantized at load: none, int8 (every large projection: experts, MLPs, attention, Mamba in/x/out, the LM head) or int8-experts (the mixture-of-experts weights only).")]
     [DefaultValue("none")]
     public string Quantize { get; set; } = "none";
 

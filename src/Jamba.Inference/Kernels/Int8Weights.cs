@@ -270,7 +270,23 @@ internal static class Int8Gemv
                 for (int kb = 0; kb < k; kb += KBlock)
                 {
                     int ke = Math.Min(k, kb + KBlock);
-                    if (Avx512BW.IsSupported)
+                    if (Avx512BW.IsSupported && !two)
+                    {
+                        // One row (batch-1 decode): four weight rows against one x, four accumulators.
+                        Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default;
+                        for (int i = kb; i < ke; i += 32)
+                        {
+                            if (prefetch) { Sse.Prefetch0(next + 4L * i); Sse.Prefetch0(next + 4L * i + 64); }
+                            if (prefetchFar) { Sse.Prefetch1(far + 4L * i); Sse.Prefetch1(far + 4L * i + 64); }
+                            var xv = Vector512.Load(xa + i);
+                            c0 = Avx512F.Add(c0, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w0 + i)), xv));
+                            c1 = Avx512F.Add(c1, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w1 + i)), xv));
+                            c2 = Avx512F.Add(c2, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w2 + i)), xv));
+                            c3 = Avx512F.Add(c3, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w3 + i)), xv));
+                        }
+                        a0 += Sum(c0); a1 += Sum(c1); a2 += Sum(c2); a3 += Sum(c3);
+                    }
+                    else if (Avx512BW.IsSupported)
                     {
                         Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
                         for (int i = kb; i < ke; i += 32)

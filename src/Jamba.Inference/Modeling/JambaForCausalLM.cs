@@ -118,7 +118,9 @@ public sealed class JambaForCausalLM : nn.Module
             var last = hidden.narrow(1, hidden.shape[1] - 1, 1);
             hidden = torch.empty(last.shape, dtype: last.dtype, device: last.device).copy_(last);
         }
-        var logits = lm_head is { Quantized: not null } ? lm_head.forward(hidden) : Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
+        var logits = lm_head is { Quantized: not null } ? lm_head.forward(hidden)
+            : _tiedHead is { } head ? Int8Gemv.Linear(hidden, head, null)
+            : Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -141,13 +143,47 @@ public sealed class JambaForCausalLM : nn.Module
         }
     }
 
-    /// <summary>Bytes the weights hold: parameters in the compute dtype, int8 projections as their int8 data and fp32 scales.</summary>
+    /// <summary>With <see cref="WeightQuantization.Int8"/> and a tied embedding: an int8 copy of the embedding for the LM
+    /// head (the table stays in the compute dtype for the lookups, which read one row per token; the head reads all of it
+    /// every step, the largest single matrix of a small Jamba).</summary>
+    private Int8Weight? _tiedHead;
+
+    /// <summary>Makes the int8 LM head of a tied embedding once the weights are in (no-op otherwise).</summary>
+    internal void RefreshQuantizedHead()
+    {
+        if (Quantization != WeightQuantization.Int8 || lm_head is not null) return;
+        var table = model.embed_tokens.weight;
+        var head = new Int8Weight(torch.empty(table.shape, dtype: ScalarType.Int8, device: Device), torch.empty([table.shape[0]], dtype: ScalarType.Float32, device: Device));
+        using (torch.no_grad()) Int8Weight.Quantize(table, head.Data, head.Scale);
+        var old = _tiedHead;
+        _tiedHead = head;
+        if (old is not null)
+        {
+            old.Data.Dispose();
+            old.Scale.Dispose();
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && _tiedHead is { } head)
+        {
+            head.Data.Dispose();
+            head.Scale.Dispose();
+            _tiedHead = null;
+        }
+        base.Dispose(disposing);
+    }
+
+    /// <summary>Bytes the weights hold: parameters in the compute dtype, int8 projections as their int8 data and fp32 scales
+    /// (and the int8 copy of a tied embedding that serves as the LM head with <see cref="WeightQuantization.Int8"/>).</summary>
     public long WeightBytes
     {
         get
         {
             long bytes = parameters().Where(p => p.device_type != DeviceType.META).Sum(p => p.numel() * p.element_size());
-            return bytes + QuantizedProjections().Sum(q => q.Quantized!.Bytes);
+            return bytes + QuantizedProjections().Sum(q => q.Quantized!.Bytes) + (_tiedHead?.Bytes ?? 0);
         }
     }
 
@@ -164,8 +200,9 @@ public sealed class JambaForCausalLM : nn.Module
                     long perExpert = ExpertBytes(moe.experts[0]);
                     total -= (long)(moe.experts.Count - Config.NumExpertsPerTok) * perExpert;
                 }
-            if (!Config.TieWordEmbeddings)
+            if (!Config.TieWordEmbeddings || _tiedHead is not null)
             {
+                // The table is read one row per token (the head is another matrix: lm_head, or the tied table's int8 copy).
                 var e = model.embed_tokens.weight;
                 total -= (e.shape[0] - 1) * e.shape[1] * e.element_size();
             }

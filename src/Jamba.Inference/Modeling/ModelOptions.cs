@@ -24,8 +24,8 @@ public enum WeightQuantization
     /// <c>experts_int8</c> does for Jamba); everything else in the compute dtype.</summary>
     Int8Experts,
     /// <summary>Every large projection as per-output-channel int8: the experts, dense MLPs, attention <c>q/k/v/o</c>, Mamba
-    /// <c>in_proj</c>/<c>x_proj</c>/<c>out_proj</c> and an untied LM head. The router, <c>dt_proj</c>, norms, convolutions and
-    /// the embedding stay in the compute dtype.</summary>
+    /// <c>in_proj</c>/<c>x_proj</c>/<c>out_proj</c> and the LM head (a tied embedding gets an int8 copy for the head; the table
+    /// itself, read one row per token, stays). The router, <c>dt_proj</c>, norms and convolutions stay in the compute dtype.</summary>
     Int8,
 }
 

@@ -35,6 +35,7 @@ public static partial class WeightLoader
             ? new TensorLoadItem(p.Source, Consume: t => QuantizeInto(checkpoint, p.Source, t, q))
             : new TensorLoadItem(p.Source, expected[p.Target])).ToList(), progress, cancellationToken);
         foreach (var layer in model.model.layers) layer.mamba?.RefreshDerived();
+        model.RefreshQuantizedHead();
     }
 
     private static void QuantizeInto(SafetensorsCheckpoint checkpoint, string name, Tensor source, Int8Weight target)
