@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Jamba.Cli.Infrastructure;
+using Jamba.Inference.Chat;
 using Jamba.Inference.Config;
 using Jamba.Inference.Modeling;
 using Jamba.Inference.Tokenization;
@@ -34,6 +35,18 @@ internal sealed class TrainSettings : CommandSettings
     [Description("A chat template (Jinja) to ship with the checkpoint as chat_template.jinja.")]
     public string? ChatTemplate { get; set; }
 
+    [CommandOption("--synthetic-chat <N>")]
+    [Description("Train on N synthetic conversations (SyntheticChat, seeded by --seed) rendered through --chat-template instead of --corpus; the loss is on the assistant turns only.")]
+    public int? SyntheticChat { get; set; }
+
+    [CommandOption("--prose <FILE>")]
+    [Description("With --synthetic-chat: a plain-text corpus whose paragraphs serve as document texts besides the made-up ones.")]
+    public string? Prose { get; set; }
+
+    [CommandOption("--chat-eval <N>")]
+    [Description("With --synthetic-chat: after training, answer N held-out conversations greedily and report the success per family.")]
+    public int ChatEval { get; set; }
+
     [CommandOption("--steps <N>")] [DefaultValue(400)] [Description("Optimizer steps.")] public int Steps { get; set; }
     [CommandOption("--batch-size <N>")] [DefaultValue(32)] [Description("Sequences per step.")] public int BatchSize { get; set; }
     [CommandOption("--seq-len <N>")] [DefaultValue(128)] [Description("Tokens per sequence.")] public int SequenceLength { get; set; }
@@ -54,7 +67,10 @@ internal sealed class TrainSettings : CommandSettings
 
     public override ValidationResult Validate()
     {
-        if (string.IsNullOrWhiteSpace(Corpus)) return ValidationResult.Error("--corpus FILE is required.");
+        if (SyntheticChat is null && string.IsNullOrWhiteSpace(Corpus)) return ValidationResult.Error("--corpus FILE (or --synthetic-chat N) is required.");
+        if (SyntheticChat is not null && SyntheticChat < 10) return ValidationResult.Error($"--synthetic-chat must be at least 10; found {SyntheticChat}.");
+        if (SyntheticChat is not null && string.IsNullOrWhiteSpace(ChatTemplate)) return ValidationResult.Error("--synthetic-chat needs --chat-template FILE (the conversations are rendered through it).");
+        if (ChatEval < 0) return ValidationResult.Error($"--chat-eval must be non-negative; found {ChatEval}.");
         if (string.IsNullOrWhiteSpace(Tokenizer)) return ValidationResult.Error("--tokenizer PATH is required.");
         if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out DIR is required.");
         if (DType is not ("f32" or "bf16")) return ValidationResult.Error($"--dtype must be f32 or bf16; found '{DType}'.");
@@ -71,7 +87,7 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
 {
     public override async Task<int> ExecuteAsync(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
     {
-        if (!File.Exists(s.Corpus)) throw new CliException($"--corpus: '{s.Corpus}' does not exist.");
+        if (s.SyntheticChat is null && !File.Exists(s.Corpus)) throw new CliException($"--corpus: '{s.Corpus}' does not exist.");
         string tokenizerPath = Directory.Exists(s.Tokenizer) ? s.Tokenizer! : Path.GetDirectoryName(Path.GetFullPath(s.Tokenizer!))!;
         var tokenizer = File.Exists(s.Tokenizer) && s.Tokenizer!.EndsWith(".model", StringComparison.Ordinal)
             ? JambaTokenizer.FromSentencePiece(await File.ReadAllBytesAsync(s.Tokenizer, cancellationToken).ConfigureAwait(false))
@@ -83,12 +99,30 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
         if (config is not null && config.VocabSize < tokenizer.VocabSize)
             throw new CliException($"config vocab_size {config.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} tokens.");
 
-        var text = await File.ReadAllTextAsync(s.Corpus, cancellationToken).ConfigureAwait(false);
-        var (train, validation) = CorpusData.Split(text, tokenizer, s.ValidationFraction);
-        io.Error.WriteLine($"corpus: {train.Length} training and {validation.Length} validation tokens; {(resuming ? "resuming" : "new run")} in {outDir}");
+        int[] train, validation;
+        bool[]? trainMask = null, validationMask = null;
+        int[]? starts = null;
+        if (s.SyntheticChat is { } count)
+        {
+            if (!File.Exists(s.ChatTemplate)) throw new CliException($"--chat-template: '{s.ChatTemplate}' does not exist.");
+            var setup = ChatSetup.Create(Inference.Templates.ChatTemplate.Parse(await File.ReadAllTextAsync(s.ChatTemplate!, cancellationToken).ConfigureAwait(false)), tokenizer);
+            var prose = s.Prose is null ? null : SyntheticChat.ProseParagraphs(await File.ReadAllTextAsync(s.Prose, cancellationToken).ConfigureAwait(false));
+            int heldOut = Math.Max(10, (int)Math.Round(count * s.ValidationFraction));
+            var trainSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count));
+            var valSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut));
+            (train, trainMask, starts, validation, validationMask) = (trainSet.Tokens, trainSet.LossMask, trainSet.Starts, valSet.Tokens, valSet.LossMask);
+            io.Error.WriteLine($"synthetic chat: {count} training conversations ({train.Length} tokens, {trainMask.Count(m => m)} in assistant turns; {trainSet.Skipped} skipped), {heldOut} validation ({validation.Length} tokens); {(resuming ? "resuming" : "new run")} in {outDir}");
+        }
+        else
+        {
+            var text = await File.ReadAllTextAsync(s.Corpus!, cancellationToken).ConfigureAwait(false);
+            (train, validation) = CorpusData.Split(text, tokenizer, s.ValidationFraction);
+            io.Error.WriteLine($"corpus: {train.Length} training and {validation.Length} validation tokens; {(resuming ? "resuming" : "new run")} in {outDir}");
+        }
         var options = new TrainingOptions
         {
             Config = config, TrainTokens = train, ValidationTokens = validation, OutputFolder = outDir,
+            TrainLossMask = trainMask, ValidationLossMask = validationMask, TrainStarts = starts,
             Steps = s.Steps, BatchSize = s.BatchSize, SequenceLength = s.SequenceLength, LearningRate = s.LearningRate,
             MinLearningRateFraction = s.MinLrFraction, WarmupSteps = s.Warmup, WeightDecay = s.WeightDecay, GradientClip = s.Clip,
             DType = s.DType == "bf16" ? ComputeDType.BFloat16 : ComputeDType.Float32,
@@ -134,6 +168,20 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
             ["validation_tokens"] = validation.Length,
             ["history"] = new JsonArray(result.History.Select(h => (JsonNode)new JsonObject { ["step"] = h.Step, ["train_loss"] = h.Train, ["validation_loss"] = h.Validation }).ToArray()),
         };
+        if (s.SyntheticChat is not null && s.ChatEval > 0)
+        {
+            var prose = s.Prose is null ? null : SyntheticChat.ProseParagraphs(await File.ReadAllTextAsync(s.Prose, cancellationToken).ConfigureAwait(false));
+            var heldOut = new SyntheticChat(unchecked((int)s.Seed) + 2, prose).Generate(s.ChatEval);
+            using var client = await JambaChatClient.LoadAsync(outDir, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var rows = await ChatEvaluation.RunAsync(client, heldOut, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var evalNode = new JsonObject();
+            foreach (var r in rows)
+            {
+                io.Error.WriteLine($"greedy {r.Family}: {r.Passed}/{r.Total} ({r.Rate:P0}){(r.Example is null ? "" : "  e.g. " + r.Example.Replace("\n", " ", StringComparison.Ordinal))}");
+                evalNode[r.Family] = new JsonObject { ["passed"] = r.Passed, ["total"] = r.Total };
+            }
+            log["greedy_held_out"] = evalNode;
+        }
         await File.WriteAllTextAsync(Path.Combine(outDir, "training_log.json"), log.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), cancellationToken).ConfigureAwait(false);
         if (s.Json) io.Out.WriteLine(log.ToJsonString());
         else io.Out.WriteLine($"Trained {result.Steps} steps in {result.Seconds:0} s: train loss {result.FinalTrainLoss:0.000}, validation loss {result.FinalValidationLoss:0.000}. Wrote {outDir}.");

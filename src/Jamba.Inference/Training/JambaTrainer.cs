@@ -19,6 +19,13 @@ public sealed class TrainingOptions
     public IReadOnlyList<int> TrainTokens { get; set; } = [];
     /// <summary>Validation token ids.</summary>
     public IReadOnlyList<int> ValidationTokens { get; set; } = [];
+    /// <summary>Per training token: whether predicting it counts in the loss (null: every token; e.g. only the assistant
+    /// turns of rendered conversations, see <c>Chat.ChatCorpus</c>).</summary>
+    public IReadOnlyList<bool>? TrainLossMask { get; set; }
+    /// <summary>Per validation token: whether it counts in the validation loss (null: every token).</summary>
+    public IReadOnlyList<bool>? ValidationLossMask { get; set; }
+    /// <summary>Where training windows may start (e.g. the conversations' starts; null: anywhere).</summary>
+    public IReadOnlyList<int>? TrainStarts { get; set; }
     /// <summary>Where checkpoints (HF layout) and the trainer state go; an existing state there is resumed.</summary>
     public string OutputFolder { get; set; } = "";
     /// <summary>Optimizer steps (default 1000).</summary>
@@ -66,6 +73,9 @@ public sealed class TrainingOptions
         Check(SequenceLength >= 2, nameof(SequenceLength), "at least 2", SequenceLength);
         Check(TrainTokens.Count > SequenceLength + 1, nameof(TrainTokens), $"longer than SequenceLength + 1 ({SequenceLength + 1})", TrainTokens.Count);
         Check(ValidationTokens.Count == 0 || ValidationTokens.Count > SequenceLength + 1, nameof(ValidationTokens), "empty or longer than SequenceLength + 1", ValidationTokens.Count);
+        Check(TrainLossMask is null || TrainLossMask.Count == TrainTokens.Count, nameof(TrainLossMask), "null or as long as TrainTokens", TrainLossMask?.Count);
+        Check(ValidationLossMask is null || ValidationLossMask.Count == ValidationTokens.Count, nameof(ValidationLossMask), "null or as long as ValidationTokens", ValidationLossMask?.Count);
+        Check(TrainStarts is null || TrainStarts.Count > 0 && TrainStarts.All(s => s >= 0 && s < TrainTokens.Count), nameof(TrainStarts), "null or non-empty offsets into TrainTokens", TrainStarts?.Count);
         Check(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), "positive", LearningRate);
         Check(MinLearningRateFraction is >= 0 and <= 1, nameof(MinLearningRateFraction), "in [0, 1]", MinLearningRateFraction);
         Check(WarmupSteps >= 0, nameof(WarmupSteps), "non-negative", WarmupSteps);
@@ -166,6 +176,9 @@ public static class JambaTrainer
             var moeBlocks = model.model.layers.Select(l => l.feed_forward).OfType<JambaSparseMoeBlock>().ToList();
             var train = o.TrainTokens.Select(t => (long)t).ToArray();
             var val = o.ValidationTokens.Select(t => (long)t).ToArray();
+            var trainMask = o.TrainLossMask?.ToArray();
+            var valMask = o.ValidationLossMask?.ToArray();
+            var starts = o.TrainStarts?.ToArray();
             var rng = new Random(unchecked((int)o.Seed) + startStep);
             double recentSum = 0;
             int recentCount = 0;
@@ -179,13 +192,13 @@ public static class JambaTrainer
                 double loss;
                 using (var scope = NewDisposeScope())
                 {
-                    var batch = Batch(train, o.BatchSize, o.SequenceLength, rng);
+                    var (batch, batchMask) = Batch(train, trainMask, starts, o.BatchSize, o.SequenceLength, rng);
                     var auxTerms = new List<Tensor>();
                     foreach (var moe in moeBlocks) moe.AuxLossSink = (probs, selected) => auxTerms.Add(LoadBalancingLoss(probs, selected, model.Config.NumExperts).DetachFromDisposeScope());
                     Tensor lossTensor;
                     try
                     {
-                        lossTensor = LanguageModelLoss(model, batch);
+                        lossTensor = LanguageModelLoss(model, batch, batchMask);
                     }
                     finally
                     {
@@ -205,7 +218,7 @@ public static class JambaTrainer
                 int done = step + 1;
                 if (val.Length > 0 && (done % o.EvalEvery == 0 || done == o.Steps))
                 {
-                    lastVal = Evaluate(model, val, o);
+                    lastVal = Evaluate(model, val, valMask, o);
                     history.Add((done, recentSum / recentCount, lastVal));
                     recentSum = 0;
                     recentCount = 0;
@@ -216,7 +229,7 @@ public static class JambaTrainer
             double finalTrain = recentCount > 0 ? recentSum / recentCount : history.Count > 0 ? history[^1].Item2 : double.NaN;
             if (val.Length > 0 && (history.Count == 0 || history[^1].Item1 != o.Steps))
             {
-                lastVal = Evaluate(model, val, o);
+                lastVal = Evaluate(model, val, valMask, o);
                 history.Add((o.Steps, finalTrain, lastVal));
             }
             SaveState(model, optimizer, o, o.Steps, history);
@@ -227,13 +240,18 @@ public static class JambaTrainer
     }
 
     /// <summary>Mean next-token cross-entropy of <paramref name="batch"/> (<c>[B, L+1]</c>).</summary>
-    internal static Tensor LanguageModelLoss(JambaForCausalLM model, Tensor batch)
+    internal static Tensor LanguageModelLoss(JambaForCausalLM model, Tensor batch, Tensor? mask = null)
     {
         long l = batch.shape[1] - 1;
         var input = batch.narrow(1, 0, l);
         var target = batch.narrow(1, 1, l);
         var logits = model.Forward(input, null, null, LogitPositions.All);
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target.reshape(-1));
+        if (mask is null) return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target.reshape(-1));
+        // Only the masked targets count: the mean cross-entropy over them.
+        var perToken = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target.reshape(-1), reduction: nn.Reduction.None);
+        var weights = mask.narrow(1, 1, l).reshape(-1).to(perToken.dtype);
+        using var one = 1.ToScalar();
+        return perToken.mul(weights).sum().div(weights.sum().clamp_min(one));
     }
 
     /// <summary>
@@ -264,16 +282,21 @@ public static class JambaTrainer
         return (tokensPerExpert * probPerExpert.unsqueeze(0)).sum().Times(experts);
     }
 
-    private static Tensor Batch(long[] tokens, int batch, int length, Random rng)
+    private static (Tensor Batch, Tensor? Mask) Batch(long[] tokens, bool[]? mask, int[]? starts, int batch, int length, Random rng)
     {
         var data = new long[batch * (length + 1)];
+        var m = mask is null ? null : new bool[batch * (length + 1)];
         for (int b = 0; b < batch; b++)
-            Array.Copy(tokens, rng.Next(0, tokens.Length - length - 1), data, b * (length + 1), length + 1);
-        return torch.tensor(data, [batch, length + 1], dtype: ScalarType.Int64);
+        {
+            int at = starts is null ? rng.Next(0, tokens.Length - length - 1) : Math.Min(starts[rng.Next(starts.Length)], tokens.Length - length - 1);
+            Array.Copy(tokens, at, data, b * (length + 1), length + 1);
+            if (m is not null) Array.Copy(mask!, at, m, b * (length + 1), length + 1);
+        }
+        return (torch.tensor(data, [batch, length + 1], dtype: ScalarType.Int64), m is null ? null : torch.tensor(m, [batch, length + 1]));
     }
 
     /// <summary>Validation cross-entropy over evenly spaced windows (deterministic).</summary>
-    private static double Evaluate(JambaForCausalLM model, long[] val, TrainingOptions o)
+    private static double Evaluate(JambaForCausalLM model, long[] val, bool[]? valMask, TrainingOptions o)
     {
         using var noGrad = torch.no_grad();
         model.eval();
@@ -286,9 +309,15 @@ public static class JambaTrainer
             using var scope = NewDisposeScope();
             int n = Math.Min(o.BatchSize, windows - done);
             var data = new long[n * (o.SequenceLength + 1)];
+            var m = valMask is null ? null : new bool[n * (o.SequenceLength + 1)];
             for (int b = 0; b < n; b++, start += stride)
-                Array.Copy(val, Math.Min(start, val.Length - o.SequenceLength - 1), data, b * (o.SequenceLength + 1), o.SequenceLength + 1);
-            sum += LanguageModelLoss(model, torch.tensor(data, [n, o.SequenceLength + 1], dtype: ScalarType.Int64)).item<float>() * n;
+            {
+                int at = Math.Min(start, val.Length - o.SequenceLength - 1);
+                Array.Copy(val, at, data, b * (o.SequenceLength + 1), o.SequenceLength + 1);
+                if (m is not null) Array.Copy(valMask!, at, m, b * (o.SequenceLength + 1), o.SequenceLength + 1);
+            }
+            var mt = m is null ? null : torch.tensor(m, [n, o.SequenceLength + 1]);
+            sum += LanguageModelLoss(model, torch.tensor(data, [n, o.SequenceLength + 1], dtype: ScalarType.Int64), mt).item<float>() * n;
         }
         model.train();
         return sum / windows;
