@@ -15,8 +15,20 @@ namespace Jamba.Inference.Kernels;
 /// </summary>
 /// <param name="Data">int8 <c>[out, in]</c>, contiguous.</param>
 /// <param name="Scale">fp32 <c>[out]</c>.</param>
-internal sealed record Int8Weight(Tensor Data, Tensor Scale)
+internal sealed record Int8Weight(Tensor Data, Tensor Scale) : IDisposable
 {
+    /// <summary>Uninitialised storage for a <c>[out, in]</c> weight on <paramref name="device"/>.</summary>
+    public static Int8Weight Empty(long outFeatures, long inFeatures, Device device) => new(
+        torch.empty([outFeatures, inFeatures], dtype: ScalarType.Int8, device: device),
+        torch.empty([outFeatures], dtype: ScalarType.Float32, device: device));
+
+    /// <summary>Frees both tensors (for a slice of an <see cref="Int8Stack"/>: the views; the stack frees the storage).</summary>
+    public void Dispose()
+    {
+        Data.Dispose();
+        Scale.Dispose();
+    }
+
     /// <summary>Output features.</summary>
     public long OutFeatures => Data.shape[0];
 
@@ -224,8 +236,7 @@ internal static class Int8Gemv
                     int len = Math.Min(k, kb + KBlock) - kb;
                     for (int i = 0; i < len; i += 32)
                     {
-                        if (prefetch) { Sse.Prefetch0(next + 4L * (kb + i)); Sse.Prefetch0(next + 4L * (kb + i) + 64); }
-                        if (prefetchFar) { Sse.Prefetch1(far + 4L * (kb + i)); Sse.Prefetch1(far + 4L * (kb + i) + 64); }
+                        Prefetch(prefetch ? next : null, prefetchFar ? far : null, 4L * (kb + i));
                         Avx512BW.ConvertToVector512Int16(Vector256.Load(w0 + kb + i)).Store(s0 + i);
                         Avx512BW.ConvertToVector512Int16(Vector256.Load(w1 + kb + i)).Store(s1 + i);
                         Avx512BW.ConvertToVector512Int16(Vector256.Load(w2 + kb + i)).Store(s2 + i);
@@ -276,8 +287,7 @@ internal static class Int8Gemv
                         Vector512<int> c0 = default, c1 = default, c2 = default, c3 = default;
                         for (int i = kb; i < ke; i += 32)
                         {
-                            if (prefetch) { Sse.Prefetch0(next + 4L * i); Sse.Prefetch0(next + 4L * i + 64); }
-                            if (prefetchFar) { Sse.Prefetch1(far + 4L * i); Sse.Prefetch1(far + 4L * i + 64); }
+                            Prefetch(prefetch ? next : null, prefetchFar ? far : null, 4L * i);
                             var xv = Vector512.Load(xa + i);
                             c0 = Avx512F.Add(c0, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w0 + i)), xv));
                             c1 = Avx512F.Add(c1, Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(w1 + i)), xv));
@@ -293,8 +303,7 @@ internal static class Int8Gemv
                         {
                             if (first)
                             {
-                                if (prefetch) { Sse.Prefetch0(next + 4L * i); Sse.Prefetch0(next + 4L * i + 64); }
-                                if (prefetchFar) { Sse.Prefetch1(far + 4L * i); Sse.Prefetch1(far + 4L * i + 64); }
+                                Prefetch(prefetch ? next : null, prefetchFar ? far : null, 4L * i);
                             }
                             var v0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(w0 + i));
                             var v1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(w1 + i));
@@ -373,6 +382,23 @@ internal static class Int8Gemv
             float v = acc * sx[r] * ((float*)ps)[col];
             if (pb != 0) v += BFloat16Bits.Load(pb, col, halfBias);
             BFloat16Bits.Store(py, (long)r * outFeatures + col, v, half);
+        }
+    }
+
+    /// <summary>The 128 bytes at <paramref name="offset"/> of the next block into L1 and of the far block into L2 (either
+    /// null: skipped). Four weight rows advance 128 bytes per step of 32 weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Prefetch(byte* next, byte* far, long offset)
+    {
+        if (next != null)
+        {
+            Sse.Prefetch0(next + offset);
+            Sse.Prefetch0(next + offset + 64);
+        }
+        if (far != null)
+        {
+            Sse.Prefetch1(far + offset);
+            Sse.Prefetch1(far + offset + 64);
         }
     }
 

@@ -118,9 +118,9 @@ public sealed class JambaForCausalLM : nn.Module
             var last = hidden.narrow(1, hidden.shape[1] - 1, 1);
             hidden = torch.empty(last.shape, dtype: last.dtype, device: last.device).copy_(last);
         }
-        var logits = lm_head is { Quantized: not null } ? lm_head.forward(hidden)
+        var logits = lm_head is not null ? lm_head.forward(hidden)
             : _tiedHead is { } head ? Int8Gemv.Linear(hidden, head, null)
-            : Projection.Linear(hidden, lm_head?.weight ?? model.embed_tokens.weight, null);
+            : Projection.Linear(hidden, model.embed_tokens.weight, null);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -153,24 +153,18 @@ public sealed class JambaForCausalLM : nn.Module
     {
         if (Quantization != WeightQuantization.Int8 || lm_head is not null) return;
         var table = model.embed_tokens.weight;
-        var head = new Int8Weight(torch.empty(table.shape, dtype: ScalarType.Int8, device: Device), torch.empty([table.shape[0]], dtype: ScalarType.Float32, device: Device));
+        var head = Int8Weight.Empty(table.shape[0], table.shape[1], Device);
         using (torch.no_grad()) Int8Weight.Quantize(table, head.Data, head.Scale);
-        var old = _tiedHead;
+        _tiedHead?.Dispose();
         _tiedHead = head;
-        if (old is not null)
-        {
-            old.Data.Dispose();
-            old.Scale.Dispose();
-        }
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && _tiedHead is { } head)
+        if (disposing)
         {
-            head.Data.Dispose();
-            head.Scale.Dispose();
+            _tiedHead?.Dispose();
             _tiedHead = null;
         }
         base.Dispose(disposing);

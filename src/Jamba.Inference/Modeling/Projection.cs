@@ -59,11 +59,7 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     protected override void Dispose(bool disposing)
     {
         // Owned storage, or this expert's views of its block's stacks (the block frees the storage).
-        if (disposing && Quantized is { } q)
-        {
-            q.Data.Dispose();
-            q.Scale.Dispose();
-        }
+        if (disposing) Quantized?.Dispose();
         base.Dispose(disposing);
     }
 
@@ -116,9 +112,7 @@ public sealed class ModelContext
         torch.empty([count, outFeatures], dtype: ScalarType.Float32, device: Device));
 
     /// <summary>Uninitialised int8 storage for a <c>[out, in]</c> weight on the model's device.</summary>
-    internal Int8Weight NewInt8Weight(long outFeatures, long inFeatures) => new(
-        torch.empty([outFeatures, inFeatures], dtype: ScalarType.Int8, device: Device),
-        torch.empty([outFeatures], dtype: ScalarType.Float32, device: Device));
+    internal Int8Weight NewInt8Weight(long outFeatures, long inFeatures) => Int8Weight.Empty(outFeatures, inFeatures, Device);
 
     /// <summary>Where parameters live.</summary>
     public Device Device { get; }
