@@ -63,6 +63,7 @@ static async Task<int> Run(RagOptions options)
         AnsiConsole.MarkupLine("[red]No documents fit the token budget.[/]");
         return 1;
     }
+    Grounding.Documents = documents;
     AnsiConsole.MarkupLineInterpolated($"Corpus: {documents.Count} addresses ({documents[^1].Fields!["year"]}–{documents[0].Fields!["year"]}), ≈{corpusTokens:N0} tokens.");
 
     using var client = new JambaChatClient(handle, logger: loggerFactory.CreateLogger<JambaChatClient>());
@@ -199,11 +200,36 @@ static void Print(RagOptions options, string question, AnswerStats a)
     AnsiConsole.MarkupLineInterpolated($"[bold]Q{options.Questions.IndexOf(question) + 1}:[/] {question}");
     AnsiConsole.MarkupLineInterpolated($"[bold]A:[/] {(a.Text.Length > 300 ? a.Text[..300] + "…" : a.Text)}");
     if (a.Citations.Count > 0) AnsiConsole.MarkupLineInterpolated($"   cites: {string.Join(", ", a.Citations.Select(c => c.Title ?? c.DocumentIndex.ToString(CultureInfo.InvariantCulture)))}");
+    if (Grounding.Check(a.Text, Grounding.Documents) is { } g)
+    {
+        if (g.Found) AnsiConsole.MarkupLineInterpolated($"   [green]quote found verbatim[/] in {g.Title} ({g.Quote.Length} characters)");
+        else AnsiConsole.MarkupLineInterpolated($"   [yellow]quote not found in the documents[/] ({g.Quote.Length} characters)");
+    }
     AnsiConsole.MarkupLineInterpolated($"   [grey]TTFT {a.Ttft * 1000:N0} ms · total {a.Total:F2} s · prompt {a.Input:N0} tokens ({a.Cached:N0} reused) · {a.Output} answer tokens · RSS {Rss.CurrentMb():N0} MiB (peak so far {Rss.PeakMb():N0} MiB)[/]");
 }
 
 namespace Jamba.Samples.Rag
 {
+    /// <summary>Whether an answer's quotation (the text between its first pair of double quotes, a trailing "…" dropped) occurs
+    /// verbatim in one of the documents: what "grounded" means for an answer that quotes.</summary>
+    internal static class Grounding
+    {
+        public static IReadOnlyList<JambaDocument> Documents { get; set; } = [];
+
+        public static (bool Found, string Quote, string? Title)? Check(string answer, IReadOnlyList<JambaDocument> documents)
+        {
+            int open = answer.IndexOf('"', StringComparison.Ordinal);
+            if (open < 0) return null;
+            int close = answer.IndexOf('"', open + 1);
+            string quote = (close < 0 ? answer[(open + 1)..] : answer[(open + 1)..close]).TrimEnd().TrimEnd('…').TrimEnd();
+            if (quote.Length < 12) return null;
+            for (int i = 0; i < documents.Count; i++)
+                if (documents[i].Text.Contains(quote, StringComparison.Ordinal))
+                    return (true, quote, documents[i].Title ?? $"document {i}");
+            return (false, quote, null);
+        }
+    }
+
     internal sealed record AnswerStats(string Text, IReadOnlyList<JambaCitation> Citations, double Ttft, double Total, long Cached, long Input, long Output);
 
     /// <summary>Reports progress on the caller's thread (the engine reports from its scheduler thread).</summary>

@@ -13,7 +13,8 @@ if [ ! -s "$out/moby-dick.txt" ]; then
   rm -rf "$tmp"
 fi
 if ! command -v spm_train >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y sentencepiece >/dev/null; else sudo apt-get install -y sentencepiece >/dev/null; fi
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get install -y sentencepiece >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y sentencepiece >/dev/null; }
 fi
 # Jamba's layout: pad 0, <|startoftext|> 1, <|endoftext|> 2, unk 3; the chat template's markers are single tokens.
 spm_train --input="$out/moby-dick.txt" --model_prefix="$out/tokenizer" --model_type=bpe --vocab_size=4096 \

@@ -43,6 +43,18 @@ internal sealed class TrainSettings : CommandSettings
     [Description("With --synthetic-chat: a plain-text corpus whose paragraphs serve as document texts besides the made-up ones.")]
     public string? Prose { get; set; }
 
+    [CommandOption("--write-text <FILE>")]
+    [Description("With --synthetic-chat: write the rendered conversations (training and validation sets, one after the other, as the chat template renders them) to FILE and stop, e.g. to train a tokenizer on them.")]
+    public string? WriteText { get; set; }
+
+    [CommandOption("--copy-drills <X>")]
+    [Description("With --synthetic-chat: the share (0 to 1) of short copy drills among the conversations (default 0).")]
+    public double CopyDrills { get; set; }
+
+    [CommandOption("--prompt-loss-weight <X>")]
+    [Description("With --synthetic-chat: weight in the loss of the tokens outside the assistant turns (default 0: only the assistant turns are trained on).")]
+    public double PromptLossWeight { get; set; }
+
     [CommandOption("--chat-eval <N>")]
     [Description("With --synthetic-chat: after training, answer N held-out conversations greedily and report the success per family.")]
     public int ChatEval { get; set; }
@@ -62,6 +74,7 @@ internal sealed class TrainSettings : CommandSettings
     [CommandOption("--save-every <N>")] [DefaultValue(50)] [Description("Write a resumable state every N steps.")] public int SaveEvery { get; set; }
     [CommandOption("--validation-fraction <X>")] [DefaultValue(0.05)] [Description("Tail of the corpus held out for validation.")] public double ValidationFraction { get; set; }
     [CommandOption("--seed <N>")] [DefaultValue(1234L)] [Description("Seed of initialisation and batch sampling.")] public long Seed { get; set; }
+    [CommandOption("--device <DEVICE>")] [DefaultValue("cpu")] [Description("Where to train: cpu, cuda or cuda:N (a CUDA build of TorchSharp).")] public string Device { get; set; } = "cpu";
     [CommandOption("--threads <N>")] [Description("Intra-op CPU threads.")] public int? Threads { get; set; }
     [CommandOption("--json")] [Description("Print the result as one JSON object.")] public bool Json { get; set; }
 
@@ -70,9 +83,11 @@ internal sealed class TrainSettings : CommandSettings
         if (SyntheticChat is null && string.IsNullOrWhiteSpace(Corpus)) return ValidationResult.Error("--corpus FILE (or --synthetic-chat N) is required.");
         if (SyntheticChat is not null && SyntheticChat < 10) return ValidationResult.Error($"--synthetic-chat must be at least 10; found {SyntheticChat}.");
         if (SyntheticChat is not null && string.IsNullOrWhiteSpace(ChatTemplate)) return ValidationResult.Error("--synthetic-chat needs --chat-template FILE (the conversations are rendered through it).");
+        if (CopyDrills is < 0 or > 1) return ValidationResult.Error($"--copy-drills must be between 0 and 1; found {CopyDrills}.");
         if (ChatEval < 0) return ValidationResult.Error($"--chat-eval must be non-negative; found {ChatEval}.");
         if (string.IsNullOrWhiteSpace(Tokenizer)) return ValidationResult.Error("--tokenizer PATH is required.");
-        if (string.IsNullOrWhiteSpace(Out)) return ValidationResult.Error("--out DIR is required.");
+        if (WriteText is not null && SyntheticChat is null) return ValidationResult.Error("--write-text needs --synthetic-chat N.");
+        if (string.IsNullOrWhiteSpace(Out) && WriteText is null) return ValidationResult.Error("--out DIR is required.");
         if (DType is not ("f32" or "bf16")) return ValidationResult.Error($"--dtype must be f32 or bf16; found '{DType}'.");
         if (SaveDType is not ("f32" or "bf16")) return ValidationResult.Error($"--save-dtype must be f32 or bf16; found '{SaveDType}'.");
         if (ValidationFraction is < 0 or >= 1) return ValidationResult.Error($"--validation-fraction must be in [0, 1); found {ValidationFraction}.");
@@ -93,9 +108,9 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
             ? JambaTokenizer.FromSentencePiece(await File.ReadAllBytesAsync(s.Tokenizer, cancellationToken).ConfigureAwait(false))
             : File.Exists(s.Tokenizer) ? JambaTokenizer.FromTokenizerJson(await File.ReadAllTextAsync(s.Tokenizer, cancellationToken).ConfigureAwait(false))
             : JambaTokenizer.Load(tokenizerPath);
-        string outDir = Path.GetFullPath(s.Out!);
-        bool resuming = File.Exists(Path.Combine(outDir, "trainer_state.json"));
-        JambaConfig? config = resuming ? null : JambaConfig.Load(s.Config ?? throw new UsageException("--config FILE is required for a new run."));
+        string outDir = Path.GetFullPath(s.Out ?? ".");
+        bool resuming = s.Out is not null && File.Exists(Path.Combine(outDir, "trainer_state.json"));
+        JambaConfig? config = resuming || s.WriteText is not null ? null : JambaConfig.Load(s.Config ?? throw new UsageException("--config FILE is required for a new run."));
         if (config is not null && config.VocabSize < tokenizer.VocabSize)
             throw new CliException($"config vocab_size {config.VocabSize} is smaller than the tokenizer's {tokenizer.VocabSize} tokens.");
 
@@ -108,8 +123,25 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
             var setup = ChatSetup.Create(Inference.Templates.ChatTemplate.Parse(await File.ReadAllTextAsync(s.ChatTemplate!, cancellationToken).ConfigureAwait(false)), tokenizer);
             var prose = s.Prose is null ? null : SyntheticChat.ProseParagraphs(await File.ReadAllTextAsync(s.Prose, cancellationToken).ConfigureAwait(false));
             int heldOut = Math.Max(10, (int)Math.Round(count * s.ValidationFraction));
-            var trainSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count));
-            var valSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut));
+            if (s.WriteText is not null)
+            {
+                var formatter = setup.CreateFormatter();
+                int written = 0;
+                await using (var writer = new StreamWriter(s.WriteText, append: false, new System.Text.UTF8Encoding(false)))
+                {
+                    foreach (var c in new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count, s.CopyDrills).Concat(new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut, s.CopyDrills)))
+                    {
+                        if (ChatCorpus.RenderText(formatter, c) is not var (text, _)) continue;
+                        await writer.WriteAsync(text.AsMemory(), cancellationToken).ConfigureAwait(false);
+                        await writer.WriteAsync("\n\n".AsMemory(), cancellationToken).ConfigureAwait(false);
+                        written++;
+                    }
+                }
+                io.Error.WriteLine($"wrote {written} rendered conversations to {s.WriteText}");
+                return ExitCodes.Success;
+            }
+            var trainSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count, s.CopyDrills));
+            var valSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut, s.CopyDrills));
             (train, trainMask, starts, validation, validationMask) = (trainSet.Tokens, trainSet.LossMask, trainSet.Starts, valSet.Tokens, valSet.LossMask);
             io.Error.WriteLine($"synthetic chat: {count} training conversations ({train.Length} tokens, {trainMask.Count(m => m)} in assistant turns; {trainSet.Skipped} skipped), {heldOut} validation ({validation.Length} tokens); {(resuming ? "resuming" : "new run")} in {outDir}");
         }
@@ -122,7 +154,7 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
         var options = new TrainingOptions
         {
             Config = config, TrainTokens = train, ValidationTokens = validation, OutputFolder = outDir,
-            TrainLossMask = trainMask, ValidationLossMask = validationMask, TrainStarts = starts,
+            TrainLossMask = trainMask, ValidationLossMask = validationMask, TrainStarts = starts, PromptLossWeight = s.PromptLossWeight, Device = s.Device,
             Steps = s.Steps, BatchSize = s.BatchSize, SequenceLength = s.SequenceLength, LearningRate = s.LearningRate,
             MinLearningRateFraction = s.MinLrFraction, WarmupSteps = s.Warmup, WeightDecay = s.WeightDecay, GradientClip = s.Clip,
             DType = s.DType == "bf16" ? ComputeDType.BFloat16 : ComputeDType.Float32,

@@ -48,11 +48,22 @@ public sealed class SyntheticChat
             .Where(p => p.Length is >= 200 and <= 1200 && SplitSentences(p).Count >= 2).ToList();
 
     /// <summary><paramref name="count"/> conversations, the families mixed in fixed proportions.</summary>
-    public List<SyntheticConversation> Generate(int count)
+    /// <param name="count">How many conversations.</param>
+    /// <param name="copyFraction">The share (0 to 1) of short copy drills (family <c>copy</c>: the answer repeats or extracts a
+    /// span of the user's message verbatim: made-up words, names, codes, cities, phrases of the prose). They are cheap in
+    /// tokens and dense in the copying that tool arguments, tool answers and quotes need; 0 keeps the other families'
+    /// proportions and draws exactly what earlier versions drew.</param>
+    public List<SyntheticConversation> Generate(int count, double copyFraction = 0)
     {
+        if (copyFraction is < 0 or > 1 || double.IsNaN(copyFraction)) throw new ArgumentOutOfRangeException(nameof(copyFraction), copyFraction, "The copy-drill share must be between 0 and 1.");
         var list = new List<SyntheticConversation>(count);
         for (int i = 0; i < count; i++)
         {
+            if (copyFraction > 0 && _rng.NextDouble() < copyFraction)
+            {
+                list.Add(CopyDrill());
+                continue;
+            }
             double r = _rng.NextDouble();
             list.Add(r switch
             {
@@ -461,6 +472,79 @@ public sealed class SyntheticChat
         if (Chance(0.3)) AddSmallTalk(messages);
         AddSmallTalk(messages);
         return new("chat", messages, options, messages[^1].Text);
+    }
+
+    // ---------------------------------------------------------------- copy drills
+
+    /// <summary>A span to copy: 1–6 items (made-up words, names, codes, cities, numbers) or a run of words of the prose.</summary>
+    private string CopySpan()
+    {
+        if (_prose.Count > 0 && Chance(0.3))
+        {
+            var words = Words(_prose[_rng.Next(_prose.Count)]);
+            int n = Math.Min(words.Count, Int(2, 9));
+            int at = _rng.Next(words.Count - n + 1);
+            return string.Join(" ", words.Skip(at).Take(n));
+        }
+        int items = Int(1, 6);
+        var parts = new List<string>(items);
+        for (int i = 0; i < items; i++)
+        {
+            parts.Add(_rng.Next(6) switch
+            {
+                0 => Made(),
+                1 => Person(),
+                2 => Code(),
+                3 => Pick(Cities),
+                4 => Number(),
+                _ => Made().ToLowerInvariant(),
+            });
+        }
+        return string.Join(" ", parts);
+    }
+
+    private SyntheticConversation CopyDrill()
+    {
+        var messages = Start(Chance(0.7) ? null : Pick(Systems));
+        string span = CopySpan(), user, answer;
+        switch (_rng.Next(5))
+        {
+            case 0:
+                user = string.Format(CultureInfo.InvariantCulture, Pick(["Repeat after me: {0}", "Say {0}.", "Please say \"{0}\".", "Echo this: {0}"]), span);
+                answer = span;
+                break;
+            case 1:
+            {
+                string before = CopySpan(), after = CopySpan();
+                user = $"Which words are in quotes here: {before} \"{span}\" {after}?";
+                answer = $"\"{span}\"";
+                break;
+            }
+            case 2:
+            {
+                string name = Person();
+                user = string.Format(CultureInfo.InvariantCulture, Pick(["My name is {0}.", "I'm {0}.", "Call me {0}."]), name);
+                answer = $"Nice to meet you, {name}!";
+                break;
+            }
+            case 3:
+            {
+                string city = Place();
+                user = $"{Pick(["I live in", "I am travelling to", "My friend is in", "Tomorrow I fly to"])} {city}. Which city did I name?";
+                answer = $"You named {city}.";
+                break;
+            }
+            default:
+            {
+                string key = Pick(["code", "word", "name", "id", "password", "value"]);
+                user = $"The {key} is {span}. What is the {key}?";
+                answer = $"The {key} is {span}.";
+                break;
+            }
+        }
+        messages.Add(new ChatMessage(ChatRole.User, user));
+        messages.Add(new ChatMessage(ChatRole.Assistant, answer));
+        return new("copy", messages, new ChatOptions(), answer);
     }
 
     // ---------------------------------------------------------------- documents

@@ -24,6 +24,10 @@ public sealed class TrainingOptions
     public IReadOnlyList<bool>? TrainLossMask { get; set; }
     /// <summary>Per validation token: whether it counts in the validation loss (null: every token).</summary>
     public IReadOnlyList<bool>? ValidationLossMask { get; set; }
+    /// <summary>With <see cref="TrainLossMask"/>: the weight in the training loss of the tokens the mask leaves out (0: they do
+    /// not count; e.g. 0.1 to learn the prompts' text too, at a tenth of the weight of the assistant turns). The validation loss
+    /// always counts the masked tokens only.</summary>
+    public double PromptLossWeight { get; set; }
     /// <summary>Where training windows may start (e.g. the conversations' starts; null: anywhere).</summary>
     public IReadOnlyList<int>? TrainStarts { get; set; }
     /// <summary>Where checkpoints (HF layout) and the trainer state go; an existing state there is resumed.</summary>
@@ -44,6 +48,9 @@ public sealed class TrainingOptions
     public double WeightDecay { get; set; } = 0.1;
     /// <summary>Gradient clipping by global norm (default 1).</summary>
     public double GradientClip { get; set; } = 1.0;
+    /// <summary>Where the model trains: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c> (needs a TorchSharp CUDA backend).
+    /// Batches move there per step; checkpoints are written from host copies.</summary>
+    public string Device { get; set; } = "cpu";
     /// <summary>Compute dtype (Float32 or BFloat16; default Float32).</summary>
     public ComputeDType DType { get; set; } = ComputeDType.Float32;
     /// <summary>Storage dtype of written checkpoints (default bf16).</summary>
@@ -63,11 +70,25 @@ public sealed class TrainingOptions
     /// <exception cref="ArgumentException">Names the option and the allowed range.</exception>
     public void Validate()
     {
+        static bool IsDevice(string? device)
+        {
+            try
+            {
+                _ = new ModelOptions { Device = device! };
+                return true;
+            }
+            catch (ArgumentException)
+            {
+                return false;
+            }
+        }
         static void Check(bool ok, string name, string range, object? v)
         {
             if (!ok) throw new ArgumentException($"{name} must be {range}; found {v}.", name);
         }
         Check(!string.IsNullOrWhiteSpace(OutputFolder), nameof(OutputFolder), "a folder path", OutputFolder);
+        Check(IsDevice(Device), nameof(Device), "'cpu', 'cuda' or 'cuda:N'", Device);
+        Check(PromptLossWeight is >= 0 and <= 1, nameof(PromptLossWeight), "between 0 and 1", PromptLossWeight);
         Check(Steps >= 1, nameof(Steps), "positive", Steps);
         Check(BatchSize >= 1, nameof(BatchSize), "positive", BatchSize);
         Check(SequenceLength >= 2, nameof(SequenceLength), "at least 2", SequenceLength);
@@ -148,7 +169,7 @@ public static class JambaTrainer
         bool resume = File.Exists(statePath);
         var history = new List<(int, double, double)>();
         int startStep = 0;
-        var modelOptions = new ModelOptions { DType = o.DType, Trainable = true };
+        var modelOptions = new ModelOptions { DType = o.DType, Trainable = true, Device = o.Device };
         JambaForCausalLM model;
         if (resume)
         {
@@ -198,7 +219,7 @@ public static class JambaTrainer
                     Tensor lossTensor;
                     try
                     {
-                        lossTensor = LanguageModelLoss(model, batch, batchMask);
+                        lossTensor = LanguageModelLoss(model, batch, batchMask, o.PromptLossWeight);
                     }
                     finally
                     {
@@ -240,9 +261,11 @@ public static class JambaTrainer
     }
 
     /// <summary>Mean next-token cross-entropy of <paramref name="batch"/> (<c>[B, L+1]</c>).</summary>
-    internal static Tensor LanguageModelLoss(JambaForCausalLM model, Tensor batch, Tensor? mask = null)
+    internal static Tensor LanguageModelLoss(JambaForCausalLM model, Tensor batch, Tensor? mask = null, double unmaskedWeight = 0)
     {
         long l = batch.shape[1] - 1;
+        if (batch.device != model.Device) batch = batch.to(model.Device);
+        if (mask is not null && mask.device != model.Device) mask = mask.to(model.Device);
         var input = batch.narrow(1, 0, l);
         var target = batch.narrow(1, 1, l);
         var logits = model.Forward(input, null, null, LogitPositions.All);
@@ -250,6 +273,12 @@ public static class JambaTrainer
         // Only the masked targets count: the mean cross-entropy over them.
         var perToken = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target.reshape(-1), reduction: nn.Reduction.None);
         var weights = mask.narrow(1, 1, l).reshape(-1).to(perToken.dtype);
+        if (unmaskedWeight > 0)
+        {
+            using var w = unmaskedWeight.ToScalar();
+            using var keep = (1 - unmaskedWeight).ToScalar();
+            weights = weights.mul(keep).add_(w); // 1 where masked in, unmaskedWeight elsewhere
+        }
         using var one = 1.ToScalar();
         return perToken.mul(weights).sum().div(weights.sum().clamp_min(one));
     }

@@ -65,4 +65,27 @@ public sealed class SyntheticChatTests
             }
         }
     }
+
+    [Fact]
+    public void CopyDrillsCopyFromTheUserTurnAndLeaveTheOtherFamiliesAsTheyWere()
+    {
+        // Without drills the draws are the earlier ones, so a committed training command stays reproducible.
+        Assert.Equal(new SyntheticChat(3).Generate(30).Select(c => c.Messages[^1].Text), new SyntheticChat(3).Generate(30, copyFraction: 0).Select(c => c.Messages[^1].Text));
+        var drills = new SyntheticChat(8, ["The whale rose slowly out of the grey sea. Ahab watched it from the deck."]).Generate(300, copyFraction: 0.5);
+        var copies = drills.Where(c => c.Kind == "copy").ToList();
+        Assert.InRange(copies.Count, 110, 190);
+        foreach (var c in copies)
+        {
+            string user = c.Messages[^2].Text, answer = c.Messages[^1].Text;
+            Assert.Equal(ChatRole.User, c.Messages[^2].Role);
+            // Every drill's answer carries a span of the user's message verbatim (beyond fixed phrasing).
+            string core = answer.StartsWith("Nice to meet you, ", StringComparison.Ordinal) ? answer["Nice to meet you, ".Length..^1]
+                : answer.StartsWith("You named ", StringComparison.Ordinal) ? answer["You named ".Length..^1]
+                : answer.StartsWith("The ", StringComparison.Ordinal) && answer.Contains(" is ", StringComparison.Ordinal) ? answer[(answer.IndexOf(" is ", StringComparison.Ordinal) + 4)..^1]
+                : answer.Trim('"');
+            Assert.True(core.Length > 0 && user.Contains(core, StringComparison.Ordinal), $"{user} -> {answer}");
+            Assert.Equal(0, ChatCorpus.Encode(Setup.Value, [c]).Skipped);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SyntheticChat(1).Generate(5, copyFraction: 1.5));
+    }
 }

@@ -10,23 +10,26 @@ namespace Jamba.Inference.Tests;
 [Trait("Category", "Training")]
 public sealed class TrainingTests
 {
-    [Fact]
-    public void FusedScanGradientsEqualTheTensorScanGradients()
+    [Theory]
+    [InlineData(2, 6, 9, 4)]
+    [InlineData(2, 384, 70, 16)] // the chat recipe's Mamba layers: d_inner 384, d_state 16
+    [InlineData(1, 40, 33, 16)]
+    public void FusedScanGradientsEqualTheTensorScanGradients(int batch, int channels, int length, int stateSize)
     {
         using var scope = NewDisposeScope();
         var gen = new Generator(3);
         Tensor R(params long[] shape) => torch.randn(shape, generator: gen);
-        var x = R(2, 6, 9);
-        var delta = nn.functional.softplus(R(2, 6, 9));
-        var a = -torch.exp(R(6, 4) * 0.3);
-        var b = R(2, 9, 4);
-        var c = R(2, 9, 4);
-        var d = R(6);
-        var weights = R(2, 6, 9);
+        var x = R(batch, channels, length);
+        var delta = nn.functional.softplus(R(batch, channels, length));
+        var a = -torch.exp(R(channels, stateSize) * 0.3);
+        var b = R(batch, length, stateSize);
+        var c = R(batch, length, stateSize);
+        var d = R(channels);
+        var weights = R(batch, channels, length);
         (Tensor Y, Tensor[] Grads) Run(bool fused)
         {
             var inputs = new[] { x, delta, a, b, c, d }.Select(t => t.clone().requires_grad_(true)).ToArray();
-            var state = torch.zeros(2, 6, 4);
+            var state = torch.zeros(batch, channels, stateSize);
             var y = fused ? SelectiveScan.Run(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], state)
                           : SelectiveScan.RunTensor(inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], state);
             (y * weights).sum().backward();
@@ -94,5 +97,34 @@ public sealed class TrainingTests
         Assert.Equal(1e-3, JambaTrainer.LearningRateAt(o, 9), 9);
         Assert.True(JambaTrainer.LearningRateAt(o, 50) < 1e-3 && JambaTrainer.LearningRateAt(o, 50) > 1e-4);
         Assert.Equal(1e-4, JambaTrainer.LearningRateAt(o, 100), 9);
+    }
+
+    [Fact]
+    public void PromptLossWeightMixesTheMaskedAndUnmaskedTokens()
+    {
+        using var scope = NewDisposeScope();
+        var config = JambaConfig.Parse("""
+            {"vocab_size":32,"hidden_size":32,"intermediate_size":48,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,
+             "num_experts":1,"num_experts_per_tok":1,"attn_layer_period":2,"attn_layer_offset":1,"expert_layer_period":2,"expert_layer_offset":1,
+             "mamba_d_state":8,"mamba_d_conv":4,"mamba_expand":2,"mamba_dt_rank":4}
+            """);
+        using var model = new JambaForCausalLM(config, new ModelOptions { DType = ComputeDType.Float32 });
+        JambaInitializer.Initialize(model, 5);
+        var rng = new Random(2);
+        var batch = torch.tensor(Enumerable.Range(0, 2 * 13).Select(_ => (long)rng.Next(32)).ToArray(), [2, 13]);
+        var maskValues = Enumerable.Range(0, 2 * 13).Select(i => i % 13 >= 7).ToArray();
+        var mask = torch.tensor(maskValues, [2, 13]);
+        var logits = model.Forward(batch.narrow(1, 0, 12), null, null, LogitPositions.All);
+        var perToken = nn.functional.cross_entropy(logits.reshape(-1, 32), batch.narrow(1, 1, 12).reshape(-1), reduction: nn.Reduction.None).data<float>().ToArray();
+        var targetMask = Enumerable.Range(0, 24).Select(i => maskValues[i / 12 * 13 + i % 12 + 1]).ToArray();
+        double Expected(double w) => perToken.Select((v, i) => v * (targetMask[i] ? 1 : w)).Sum() / targetMask.Select(m => m ? 1 : w).Sum();
+        foreach (double w in new[] { 0.0, 0.3, 1.0 })
+        {
+            double got = JambaTrainer.LanguageModelLoss(model, batch, mask, w).item<float>();
+            Assert.Equal(Expected(w), got, 4);
+        }
+        Assert.NotEqual(Expected(0), Expected(1), 3);
+        Assert.Equal(nameof(TrainingOptions.PromptLossWeight), Assert.Throws<ArgumentException>(() => new TrainingOptions { OutputFolder = "x", PromptLossWeight = 1.5 }.Validate()).ParamName);
+        Assert.Equal(nameof(TrainingOptions.Device), Assert.Throws<ArgumentException>(() => new TrainingOptions { OutputFolder = "x", Device = "gpu0" }.Validate()).ParamName);
     }
 }
