@@ -275,9 +275,9 @@ public static class JambaTrainer
         var weights = mask.narrow(1, 1, l).reshape(-1).to(perToken.dtype);
         if (unmaskedWeight > 0)
         {
-            using var w = unmaskedWeight.ToScalar();
             using var keep = (1 - unmaskedWeight).ToScalar();
-            weights = weights.mul(keep).add_(w); // 1 where masked in, unmaskedWeight elsewhere
+            using var w = torch.tensor(new[] { (float)unmaskedWeight }).to(perToken.dtype, perToken.device);
+            weights = weights.mul(keep).add_(w, TorchScalars.One); // 1 where masked in, unmaskedWeight elsewhere
         }
         using var one = 1.ToScalar();
         return perToken.mul(weights).sum().div(weights.sum().clamp_min(one));
