@@ -63,7 +63,6 @@ static async Task<int> Run(RagOptions options)
         AnsiConsole.MarkupLine("[red]No documents fit the token budget.[/]");
         return 1;
     }
-    Grounding.Documents = documents;
     AnsiConsole.MarkupLineInterpolated($"Corpus: {documents.Count} addresses ({documents[^1].Fields!["year"]}–{documents[0].Fields!["year"]}), ≈{corpusTokens:N0} tokens.");
 
     using var client = new JambaChatClient(handle, logger: loggerFactory.CreateLogger<JambaChatClient>());
@@ -78,7 +77,7 @@ static async Task<int> Run(RagOptions options)
         AnsiConsole.MarkupLine("\n[bold]Cold[/] (the whole prompt, no snapshot) …");
         var cold = await Ask(client.GetStreamingResponseAsync([new ChatMessage(ChatRole.System, SystemPrompt), new ChatMessage(ChatRole.User, q)], sessionOptions.Clone().WithDocuments(documents)));
         rows.Add(("cold", q, cold.Ttft, cold.Total, cold.Cached, cold.Input, cold.Output, Rss.CurrentMb()));
-        Print(options, q, cold);
+        Print(options, documents, q, cold);
     }
 
     // 3. One prefill (or a snapshot saved by an earlier run), with a progress bar.
@@ -134,7 +133,7 @@ static async Task<int> Run(RagOptions options)
         {
             var r = await Ask(session!.AskStreamingAsync(q));
             rows.Add(("reused", q, r.Ttft, r.Total, r.Cached, r.Input, r.Output, Rss.CurrentMb()));
-            Print(options, q, r);
+            Print(options, documents, q, r);
         }
 
         // 5. The same questions at once (the engine batches them over one shared snapshot).
@@ -195,12 +194,12 @@ static async Task<AnswerStats> Ask(IAsyncEnumerable<ChatResponseUpdate> stream)
     return new AnswerStats(text.ToString(), citations, ttft, total, usage?.CachedInputTokenCount ?? 0, usage?.InputTokenCount ?? 0, usage?.OutputTokenCount ?? 0);
 }
 
-static void Print(RagOptions options, string question, AnswerStats a)
+static void Print(RagOptions options, IReadOnlyList<JambaDocument> documents, string question, AnswerStats a)
 {
     AnsiConsole.MarkupLineInterpolated($"[bold]Q{options.Questions.IndexOf(question) + 1}:[/] {question}");
     AnsiConsole.MarkupLineInterpolated($"[bold]A:[/] {(a.Text.Length > 300 ? a.Text[..300] + "…" : a.Text)}");
     if (a.Citations.Count > 0) AnsiConsole.MarkupLineInterpolated($"   cites: {string.Join(", ", a.Citations.Select(c => c.Title ?? c.DocumentIndex.ToString(CultureInfo.InvariantCulture)))}");
-    if (Grounding.Check(a.Text, Grounding.Documents) is { } g)
+    if (Grounding.Check(a.Text, documents) is { } g)
     {
         if (g.Found) AnsiConsole.MarkupLineInterpolated($"   [green]quote found verbatim[/] in {g.Title} ({g.Quote.Length} characters)");
         else AnsiConsole.MarkupLineInterpolated($"   [yellow]quote not found in the documents[/] ({g.Quote.Length} characters)");
@@ -214,8 +213,6 @@ namespace Jamba.Samples.Rag
     /// verbatim in one of the documents: what "grounded" means for an answer that quotes.</summary>
     internal static class Grounding
     {
-        public static IReadOnlyList<JambaDocument> Documents { get; set; } = [];
-
         public static (bool Found, string Quote, string? Title)? Check(string answer, IReadOnlyList<JambaDocument> documents)
         {
             int open = answer.IndexOf('"', StringComparison.Ordinal);

@@ -123,13 +123,15 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
             var setup = ChatSetup.Create(Inference.Templates.ChatTemplate.Parse(await File.ReadAllTextAsync(s.ChatTemplate!, cancellationToken).ConfigureAwait(false)), tokenizer);
             var prose = s.Prose is null ? null : SyntheticChat.ProseParagraphs(await File.ReadAllTextAsync(s.Prose, cancellationToken).ConfigureAwait(false));
             int heldOut = Math.Max(10, (int)Math.Round(count * s.ValidationFraction));
+            var trainConversations = new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count, s.CopyDrills);
+            var valConversations = new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut, s.CopyDrills);
             if (s.WriteText is not null)
             {
                 var formatter = setup.CreateFormatter();
                 int written = 0;
                 await using (var writer = new StreamWriter(s.WriteText, append: false, new System.Text.UTF8Encoding(false)))
                 {
-                    foreach (var c in new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count, s.CopyDrills).Concat(new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut, s.CopyDrills)))
+                    foreach (var c in trainConversations.Concat(valConversations))
                     {
                         if (ChatCorpus.RenderText(formatter, c) is not var (text, _)) continue;
                         await writer.WriteAsync(text.AsMemory(), cancellationToken).ConfigureAwait(false);
@@ -140,8 +142,8 @@ internal sealed class TrainCommand(CliIO io) : AsyncCommand<TrainSettings>
                 io.Error.WriteLine($"wrote {written} rendered conversations to {s.WriteText}");
                 return ExitCodes.Success;
             }
-            var trainSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed), prose).Generate(count, s.CopyDrills));
-            var valSet = ChatCorpus.Encode(setup, new SyntheticChat(unchecked((int)s.Seed) + 1, prose).Generate(heldOut, s.CopyDrills));
+            var trainSet = ChatCorpus.Encode(setup, trainConversations);
+            var valSet = ChatCorpus.Encode(setup, valConversations);
             (train, trainMask, starts, validation, validationMask) = (trainSet.Tokens, trainSet.LossMask, trainSet.Starts, valSet.Tokens, valSet.LossMask);
             io.Error.WriteLine($"synthetic chat: {count} training conversations ({train.Length} tokens, {trainMask.Count(m => m)} in assistant turns; {trainSet.Skipped} skipped), {heldOut} validation ({validation.Length} tokens); {(resuming ? "resuming" : "new run")} in {outDir}");
         }

@@ -70,24 +70,12 @@ public sealed class TrainingOptions
     /// <exception cref="ArgumentException">Names the option and the allowed range.</exception>
     public void Validate()
     {
-        static bool IsDevice(string? device)
-        {
-            try
-            {
-                _ = new ModelOptions { Device = device! };
-                return true;
-            }
-            catch (ArgumentException)
-            {
-                return false;
-            }
-        }
         static void Check(bool ok, string name, string range, object? v)
         {
             if (!ok) throw new ArgumentException($"{name} must be {range}; found {v}.", name);
         }
         Check(!string.IsNullOrWhiteSpace(OutputFolder), nameof(OutputFolder), "a folder path", OutputFolder);
-        Check(IsDevice(Device), nameof(Device), "'cpu', 'cuda' or 'cuda:N'", Device);
+        _ = new ModelOptions { Device = Device }; // ModelOptions validates the device string (ArgumentException naming Device)
         Check(PromptLossWeight is >= 0 and <= 1, nameof(PromptLossWeight), "between 0 and 1", PromptLossWeight);
         Check(Steps >= 1, nameof(Steps), "positive", Steps);
         Check(BatchSize >= 1, nameof(BatchSize), "positive", BatchSize);
